@@ -1,0 +1,7 @@
+"""Gemma 2 and Gemma 3 text decoders."""
+
+from restreact.models.gemma.attention import LayerCache
+from restreact.models.gemma.config import GLOBAL, LOCAL, PRESETS, GemmaConfig
+from restreact.models.gemma.model import Transformer
+
+__all__ = ["GLOBAL", "LOCAL", "PRESETS", "GemmaConfig", "LayerCache", "Transformer"]

@@ -1,0 +1,112 @@
+"""Grouped-query attention with sliding windows, soft-capping and a position-tagged KV cache.
+
+The cache of one layer holds keys, values and the absolute position stored in each entry (-1 when
+empty). A write goes to entry `position % length`, and the mask is computed from the stored
+positions, so one code path serves a full-length cache and a window-sized ring buffer: a ring of
+length window + chunk - 1 gives exact results for chunks of up to `chunk` tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from restreact.models.gemma.config import LOCAL, GemmaConfig
+from restreact.models.gemma.layers import Projection, RMSNorm, apply_rope
+from restreact.models.sharding import constrain
+
+_MASKED = float(jnp.finfo(jnp.float32).min)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class LayerCache:
+  """Keys and values of one layer, [batch, length, kv_heads, head_dim], and their positions [batch, length]."""
+
+  k: jax.Array
+  v: jax.Array
+  pos: jax.Array
+
+  @classmethod
+  def empty(cls, batch: int, length: int, num_kv_heads: int, head_dim: int, dtype) -> LayerCache:
+    """A cache with every entry empty (position -1)."""
+    shape = (batch, length, num_kv_heads, head_dim)
+    return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((batch, length), -1, jnp.int32))
+
+  def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> LayerCache:
+    """Store k/v [B, T, K, H] at entries positions % length; negative positions (padding) are skipped."""
+    length = self.pos.shape[1]
+    index = jnp.where(positions >= 0, positions % length, length)  # out of range: dropped
+    rows = jnp.arange(positions.shape[0])[:, None]
+    return LayerCache(
+        self.k.at[rows, index].set(k.astype(self.k.dtype), mode="drop"),
+        self.v.at[rows, index].set(v.astype(self.v.dtype), mode="drop"),
+        self.pos.at[rows, index].set(positions.astype(jnp.int32), mode="drop"),
+    )
+
+
+def attention_mask(q_pos: jax.Array, k_pos: jax.Array, *, window: int | None,
+                   q_segments: jax.Array | None = None, k_segments: jax.Array | None = None) -> jax.Array:
+  """[B, T, S] boolean: causal by position, within the sliding window, same segment, key not empty."""
+  qp, kp = q_pos[:, :, None], k_pos[:, None, :]
+  mask = (kp >= 0) & (kp <= qp)
+  if window is not None:
+    mask &= kp > qp - window  # the reference's window includes the query itself
+  if q_segments is not None:
+    mask &= q_segments[:, :, None] == k_segments[:, None, :]
+  return mask
+
+
+class Attention(nnx.Module):
+  """Multi-head attention with grouped KV heads; local layers see only the last `window` positions."""
+
+  def __init__(self, cfg: GemmaConfig, layer_type: str, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.window = cfg.sliding_window if layer_type == LOCAL else None
+    self.rope_base = cfg.local_rope_base if layer_type == LOCAL else cfg.global_rope_base
+    self.rope_scale = cfg.local_rope_scale if layer_type == LOCAL else cfg.global_rope_scale
+    d, n, k, h = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    kw = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype, rngs=rngs)
+    self.q = Projection((d,), (n, h), in_axes=("embed",), out_axes=("q_heads", "head_dim"), **kw)
+    self.k = Projection((d,), (k, h), in_axes=("embed",), out_axes=("kv_heads", "head_dim"), **kw)
+    self.v = Projection((d,), (k, h), in_axes=("embed",), out_axes=("kv_heads", "head_dim"), **kw)
+    self.o = Projection((n, h), (d,), in_axes=("q_heads", "head_dim"), out_axes=("embed",), **kw)
+    if cfg.use_qk_norm:
+      self.q_norm = RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
+      self.k_norm = RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
+
+  def __call__(self, x: jax.Array, positions: jax.Array, *, cache: LayerCache | None = None,
+               segment_ids: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+    cfg = self.cfg
+    q, k, v = self.q(x), self.k(x), self.v(x)
+    if cfg.use_qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = apply_rope(q, positions, base=self.rope_base, scale=self.rope_scale)
+    k = apply_rope(k, positions, base=self.rope_base, scale=self.rope_scale)
+    q = constrain(q, ("act_batch", "act_length", "act_heads", None))
+    if cache is None:
+      keys, values, k_pos = k, v, positions
+      mask = attention_mask(positions, positions, window=self.window, q_segments=segment_ids,
+                            k_segments=segment_ids)
+    else:
+      if segment_ids is not None:
+        raise ValueError("segment_ids (packed rows) are for cache-free training forwards only")
+      cache = cache.write(k, v, positions)
+      keys, values, k_pos = cache.k.astype(cfg.dtype), cache.v.astype(cfg.dtype), cache.pos
+      mask = attention_mask(positions, k_pos, window=self.window)
+
+    b, t, n, h = q.shape
+    kv = cfg.num_kv_heads
+    q = q.reshape(b, t, kv, n // kv, h)
+    logits = jnp.einsum("btkgh,bskh->btkgs", q, keys, preferred_element_type=jnp.float32)
+    logits = logits * cfg.query_pre_attn_scalar ** -0.5
+    if cfg.attn_softcap is not None:
+      logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
+    logits = jnp.where(mask[:, :, None, None, :], logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)
+    out = jnp.einsum("btkgs,bskh->btkgh", probs, values).reshape(b, t, n, h)
+    out = constrain(out, ("act_batch", "act_length", "act_heads", None))
+    return self.o(out), cache

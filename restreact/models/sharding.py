@@ -1,0 +1,111 @@
+"""Device mesh from config and one table of logical-axis rules (MaxText style).
+
+Every parameter carries logical axis names in its `logical_axes` metadata and the main activations
+are constrained by name too; `RULES` maps each name to mesh axes. A mesh axis that does not divide a
+dimension is dropped for that array (replicated) rather than failing, so the same rules serve a
+1-KV-head 1B model and a 16-KV-head 27B one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axes (None: replicated). Parameters use bare names; activations "act_*".
+RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("q_heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("norm", None),
+    ("lora_rank", None),
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+    ("cache_batch", ("data", "fsdp")),
+    ("cache_length", None),
+)
+
+
+def make_mesh(shape: Sequence[int] = (1, -1, 1), axes: Sequence[str] = MESH_AXES, devices=None) -> Mesh:
+  """A mesh over `devices` (default: all); one entry of `shape` may be -1 for 'the rest'."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = list(shape)
+  if len(shape) != len(axes):
+    raise ValueError(f"mesh shape {shape} has {len(shape)} entries for axes {tuple(axes)}")
+  if shape.count(-1) > 1:
+    raise ValueError(f"mesh shape {shape}: at most one axis may be -1")
+  known = math.prod(s for s in shape if s != -1)
+  if known <= 0 or len(devices) % known:
+    raise ValueError(f"mesh shape {shape} does not fit {len(devices)} devices")
+  shape = [len(devices) // known if s == -1 else s for s in shape]
+  if math.prod(shape) != len(devices):
+    raise ValueError(f"mesh shape {shape} uses {math.prod(shape)} of {len(devices)} devices; use -1 for the rest")
+  grid = np.asarray(devices).reshape(shape)
+  return Mesh(grid, tuple(axes), axis_types=(AxisType.Auto,) * len(axes))
+
+
+def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None = None,
+                    mesh_shape: dict[str, int] | None = None, rules=RULES) -> PartitionSpec:
+  """PartitionSpec for an array with these logical axis names (dropping axes that don't divide)."""
+  table = dict(rules)
+  used: set[str] = set()
+  spec = []
+  for i, name in enumerate(names):
+    if name is not None and name not in table:
+      raise KeyError(f"logical axis {name!r} has no sharding rule; add it to restreact.models.sharding.RULES")
+    target = table.get(name) if name else None
+    axes = (target,) if isinstance(target, str) else tuple(target or ())
+    kept = []
+    for axis in axes:
+      if mesh_shape is not None and axis not in mesh_shape or axis in used:
+        continue
+      size = mesh_shape[axis] if mesh_shape else 1
+      dim_left = shape[i] // math.prod(mesh_shape[a] for a in kept) if (shape and mesh_shape) else None
+      if dim_left is not None and dim_left % size:
+        continue
+      kept.append(axis)
+    used.update(kept)
+    spec.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+  return PartitionSpec(*spec)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+  """Shard an activation by logical names inside `jax.set_mesh(mesh)`; a no-op without a mesh."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, dict(mesh.shape)))
+
+
+def param_shardings(model: nnx.Module, mesh: Mesh) -> nnx.State:
+  """A state-shaped tree of NamedShardings for the model's variables, from their logical axes."""
+  state = nnx.state(model)
+
+  def sharding(var):
+    names = var.get_metadata().get("logical_axes") or (None,) * len(var.get_value().shape)
+    return NamedSharding(mesh, logical_to_spec(names, var.get_value().shape, dict(mesh.shape)))
+
+  return jax.tree.map(sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def shard_model(model: nnx.Module, mesh: Mesh) -> nnx.Module:
+  """Place every variable of `model` on `mesh` as the rules say (in place); returns the model."""
+  shardings = param_shardings(model, mesh)
+  state = nnx.state(model)
+  placed = jax.tree.map(lambda v, s: jax.device_put(v, s), state, shardings)
+  nnx.update(model, placed)
+  return model
