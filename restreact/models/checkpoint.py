@@ -25,7 +25,7 @@ def save_params(model: Transformer, directory: str | os.PathLike) -> None:
   if directory.exists():
     raise FileExistsError(f"{directory} already exists; orbax will not overwrite a checkpoint")
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(directory / "params", nnx.state(model, nnx.Param).to_pure_dict())
+    ckptr.save(directory / "params", nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   if jax.process_index() == 0:
     (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.config), indent=2))
 
@@ -46,11 +46,11 @@ def restore_params(directory: str | os.PathLike, *, mesh: Mesh | None = None) ->
   if mesh is not None:
     shardings = param_shardings(abstract, mesh)
     target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
-                          state.to_pure_dict(), shardings.to_pure_dict())
+                          nnx.to_pure_dict(state), nnx.to_pure_dict(shardings))
   else:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), state.to_pure_dict())
+    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
   with ocp.StandardCheckpointer() as ckptr:
     restored = ckptr.restore(directory / "params", target)
-  state.replace_by_pure_dict(restored)
+  nnx.replace_by_pure_dict(state, restored)
   return nnx.merge(graphdef, state)

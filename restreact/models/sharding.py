@@ -104,8 +104,8 @@ def param_shardings(model: nnx.Module, mesh: Mesh) -> nnx.State:
 
 def shard_model(model: nnx.Module, mesh: Mesh) -> nnx.Module:
   """Place every variable of `model` on `mesh` as the rules say (in place); returns the model."""
-  shardings = param_shardings(model, mesh)
-  state = nnx.state(model)
-  placed = jax.tree.map(lambda v, s: jax.device_put(v, s), state, shardings)
-  nnx.update(model, placed)
+  shardings = dict(nnx.to_flat_state(param_shardings(model, mesh)))
+  placed = [(path, var.replace(jax.device_put(var.get_value(), shardings[path])))
+            for path, var in nnx.to_flat_state(nnx.state(model))]
+  nnx.update(model, nnx.from_flat_state(placed))
   return model

@@ -70,12 +70,16 @@ class Tokenizer:
 
 
 def train_tokenizer(texts: Iterable[str], path: str | os.PathLike, *, vocab_size: int = 512) -> Tokenizer:
-  """Train a small Gemma-like SentencePiece model (pad 0, eos 1, bos 2, unk 3, turn markers, byte fallback)."""
+  """Train a small Gemma-like SentencePiece model (pad 0, eos 1, bos 2, unk 3, turn markers, byte fallback).
+
+  The vocabulary has at most `vocab_size` pieces (fewer when the texts cannot fill it).
+  """
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(list(texts)), model_writer=model, vocab_size=vocab_size, model_type="bpe",
       pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=list(TURN_PIECES), byte_fallback=True,
       character_coverage=1.0, split_digits=True, hard_vocab_limit=False, minloglevel=2,
+      add_dummy_prefix=False, remove_extra_whitespaces=False,  # as Gemma's tokenizer
       num_threads=min(2, os.cpu_count() or 1))
   Path(path).write_bytes(model.getvalue())
   return Tokenizer(path)

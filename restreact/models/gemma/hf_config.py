@@ -121,6 +121,11 @@ def _int(value, default: int) -> int:
   return default if value is None else int(value)
 
 
+def _whole(x: float) -> int | float:
+  """transformers' strict configs want an int where the value is whole."""
+  return int(x) if float(x).is_integer() else x
+
+
 def to_hf_config(cfg: GemmaConfig, torch_dtype: str = "float32") -> dict[str, Any]:
   """A text-only config.json that transformers 4.x and 5.x both read (both key styles written)."""
   hf_types = {LOCAL: "sliding_attention", GLOBAL: "full_attention"}
@@ -137,7 +142,7 @@ def to_hf_config(cfg: GemmaConfig, torch_dtype: str = "float32") -> dict[str, An
       "vocab_size": cfg.vocab_size, "hidden_size": cfg.embed_dim, "intermediate_size": cfg.hidden_dim,
       "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
       "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
-      "query_pre_attn_scalar": cfg.query_pre_attn_scalar, "sliding_window": cfg.sliding_window,
+      "query_pre_attn_scalar": _whole(cfg.query_pre_attn_scalar), "sliding_window": cfg.sliding_window,
       "layer_types": [hf_types[t] for t in cfg.layer_types],
       "attn_logit_softcapping": cfg.attn_softcap, "final_logit_softcapping": cfg.final_softcap,
       "rms_norm_eps": cfg.rms_norm_eps, "max_position_embeddings": cfg.max_position_embeddings,

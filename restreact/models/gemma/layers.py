@@ -45,8 +45,8 @@ class Projection(nnx.Module):
     fan_in = math.prod(self.in_shape)
     init = jax.random.normal(rngs.params(), self.in_shape + self.out_shape, jnp.float32) / math.sqrt(fan_in)
     self.w = param(init.astype(param_dtype), self.in_axes + self.out_axes)
-    self.lora_a: nnx.LoRAParam | None = None
-    self.lora_b: nnx.LoRAParam | None = None
+    self.lora_a: nnx.LoRAParam | None = nnx.data(None)  # data slots: adapters may be attached later
+    self.lora_b: nnx.LoRAParam | None = nnx.data(None)
     self.lora_scale = 0.0
 
   def _contract(self, x: jax.Array, w: jax.Array) -> jax.Array:

@@ -1,0 +1,72 @@
+"""Bad checkpoints fail with errors that name the tensor (and both shapes) or the architecture."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import hf_reference as ref
+from restreact.models import CheckpointMismatchError, UnsupportedCheckpointError, from_pretrained
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("gemma3")
+  ref.causal_lm(ref.gemma3_config(layers=2)).save_pretrained(directory)
+  return directory
+
+
+def _copy_with(saved, tmp_path, edit):
+  tensors = load_file(saved / "model.safetensors")
+  edit(tensors)
+  save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+  (tmp_path / "config.json").write_text((saved / "config.json").read_text())
+  return tmp_path
+
+
+def test_missing_tensor_is_named(saved, tmp_path):
+  d = _copy_with(saved, tmp_path, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+  with pytest.raises(CheckpointMismatchError, match=r"missing tensors: model\.layers\.1\.mlp\.up_proj\.weight"):
+    from_pretrained(d, progress=False)
+
+
+def test_unexpected_tensor_is_named(saved, tmp_path):
+  d = _copy_with(saved, tmp_path, lambda t: t.update({"model.layers.7.extra.weight": np.zeros(3, np.float32)}))
+  with pytest.raises(CheckpointMismatchError, match=r"unexpected tensors: model\.layers\.7\.extra\.weight"):
+    from_pretrained(d, progress=False)
+
+
+def test_misshapen_tensor_names_both_shapes(saved, tmp_path):
+  def shrink(t):
+    t["model.layers.0.self_attn.k_proj.weight"] = t["model.layers.0.self_attn.k_proj.weight"][:16]
+  d = _copy_with(saved, tmp_path, shrink)
+  with pytest.raises(CheckpointMismatchError,
+                     match=r"model\.layers\.0\.self_attn\.k_proj\.weight has shape \(16, 64\).*\(32, 64\)"):
+    from_pretrained(d, progress=False)
+
+
+def test_unknown_architecture(saved, tmp_path):
+  d = _copy_with(saved, tmp_path, lambda t: None)
+  raw = json.loads((saved / "config.json").read_text())
+  raw.update(model_type="llama", architectures=["LlamaForCausalLM"])
+  (d / "config.json").write_text(json.dumps(raw))
+  with pytest.raises(UnsupportedCheckpointError, match=r"model_type='llama'.*LlamaForCausalLM"):
+    from_pretrained(d, progress=False)
+
+
+def test_unsupported_rope_type(saved, tmp_path):
+  d = _copy_with(saved, tmp_path, lambda t: None)
+  raw = json.loads((saved / "config.json").read_text())
+  raw["rope_parameters"]["full_attention"] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}
+  (d / "config.json").write_text(json.dumps(raw))
+  with pytest.raises(UnsupportedCheckpointError, match="yarn"):
+    from_pretrained(d, progress=False)
+
+
+def test_missing_files(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    from_pretrained(tmp_path, progress=False)
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
+  with pytest.raises(FileNotFoundError, match="model.safetensors"):
+    from_pretrained(tmp_path, progress=False)
