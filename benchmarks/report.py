@@ -1,0 +1,66 @@
+"""Shared by the benchmarks: machine description and appending a dated table to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+  """CPU model and core count, plus the accelerator when JAX sees one."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  desc = f"{cpu}, {os.cpu_count()} cores"
+  device = jax.devices()[0]
+  if device.platform != "cpu":
+    desc += f"; {device.device_kind} ({len(jax.devices())}x)"
+  return desc
+
+
+def versions(*modules: str) -> str:
+  out = []
+  for name in modules:
+    try:
+      out.append(f"{name} {__import__(name).__version__}")
+    except ImportError:
+      pass
+  return ", ".join(out)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def append(title: str, table: str, notes: str = "", path: str | os.PathLike | None = None) -> Path:
+  """Print the table and append it to BENCHMARKS.md (or `path`) with date, machine and command."""
+  path = Path(path) if path else ROOT / "BENCHMARKS.md"
+  command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+  try:
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    commit = "unknown"
+  block = (f"\n## {title}\n\n- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+           f"- machine: {machine()}\n- software: {versions('jax', 'flax', 'torch', 'transformers')}\n"
+           f"- commit: {commit}\n- command: `{command}`\n\n{table}\n" + (f"\n{notes}\n" if notes else ""))
+  print(block)
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(block)
+  return path

@@ -1,0 +1,1 @@
+"""Question sets and the synthetic world for CPU demos (issues 4 and 6)."""

@@ -1,0 +1,1 @@
+"""The ReST loop: step ranking, SFT mixtures, generations, distillation (issue 6)."""

@@ -1,0 +1,1 @@
+"""Search backends behind one SearchTool interface: BM25, retrieval servers, Wikipedia (issue 4)."""

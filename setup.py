@@ -1,0 +1,29 @@
+"""restreact: ReST meets ReAct, self-improving search agents in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="restreact",
+    version="0.1.0",
+    description="ReST meets ReAct: self-improving multi-step search agents with Gemma in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["restreact", "restreact.*"]),
+    install_requires=[
+        "jax>=0.10.2",
+        "flax>=0.12.8",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12.8",
+        "ml-collections>=1.1.0",
+        "sentencepiece>=0.2.0",
+        "safetensors>=0.4.0",
+        "ml_dtypes>=0.5",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # transformers and torch are the reference implementation the tests compare against.
+        "test": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6"],
+    },
+)
