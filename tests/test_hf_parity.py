@@ -96,3 +96,18 @@ def test_multimodal_gemma3_checkpoint_loads_text_weights(layout, tmp_path):
     ref.rewrite_config_as_4x(tmp_path)
   model, _ = from_pretrained(tmp_path, progress=False)
   np.testing.assert_allclose(np.asarray(model(TOKENS)), ref.logits(mm, TOKENS), atol=TOL, rtol=0)
+
+
+def test_bfloat16_is_as_close_to_the_fp32_reference_as_transformers_bf16(hf_checkpoint, tmp_path):
+  """bf16 parameters and compute: our error against the fp32 reference is no worse than transformers' own bf16."""
+  import torch
+  _, hf_model, _ = hf_checkpoint
+  exact = ref.logits(hf_model, TOKENS)
+  hf_bf16 = ref.causal_lm(hf_model.config).to(torch.bfloat16)
+  hf_bf16.load_state_dict(hf_model.state_dict())
+  hf_bf16.save_pretrained(tmp_path)
+  model, _ = from_pretrained(tmp_path, dtype="bfloat16", progress=False)
+  assert model.embedding.get_value().dtype == np.dtype("bfloat16")
+  ours = np.abs(np.asarray(model(TOKENS)) - exact).max()
+  theirs = np.abs(ref.logits(hf_bf16, TOKENS) - exact).max()
+  assert 0 < ours <= 1.5 * theirs + 1e-2, (ours, theirs)
