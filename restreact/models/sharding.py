@@ -69,14 +69,12 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None = N
       raise KeyError(f"logical axis {name!r} has no sharding rule; add it to restreact.models.sharding.RULES")
     target = table.get(name) if name else None
     axes = (target,) if isinstance(target, str) else tuple(target or ())
-    kept = []
+    kept: list[str] = []
     for axis in axes:
-      if mesh_shape is not None and axis not in mesh_shape or axis in used:
+      if axis in used or (mesh_shape is not None and axis not in mesh_shape):
         continue
-      size = mesh_shape[axis] if mesh_shape else 1
-      dim_left = shape[i] // math.prod(mesh_shape[a] for a in kept) if (shape and mesh_shape) else None
-      if dim_left is not None and dim_left % size:
-        continue
+      if shape is not None and mesh_shape is not None and shape[i] % math.prod(mesh_shape[a] for a in kept + [axis]):
+        continue  # would not divide evenly: replicate over this axis instead
       kept.append(axis)
     used.update(kept)
     spec.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
