@@ -51,12 +51,14 @@ def test_rows_at_different_positions_and_padding():
   np.testing.assert_allclose(np.asarray(logits[:, 0]), np.stack([want_a, want_b]), atol=1e-4, rtol=0)
 
 
-def test_window_sized_ring_buffer_equals_full_cache():
-  """A cache of window + chunk - 1 entries per layer wraps around and still gives exact results on local layers."""
-  model = random_model("gemma2-tiny", layer_types=("local",) * 4)
+@pytest.mark.parametrize("preset", ["gemma2-tiny", "gemma3-tiny"])
+def test_window_sized_ring_buffer_equals_full_cache(preset):
+  """Local layers keep window + chunk - 1 entries and wrap around; results still equal the full forward."""
+  model = random_model(preset)
   tokens = np.random.default_rng(3).integers(0, 512, (1, LENGTH))
   full = np.asarray(forward(model, tokens))
-  cache = model.init_cache(1, 8 + 4 - 1)  # window 8, chunks of 4
+  cache = model.init_cache(1, 32, local_length=8 + 4 - 1)  # window 8, chunks of up to 4 tokens
+  assert {c.k.shape[1] for c in cache} == {32, 11}
   outs = []
   for start in range(0, LENGTH, 4):
     chunk = tokens[:, start:start + 4]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from restreact.models.gemma.attention import Attention, LayerCache
-from restreact.models.gemma.config import GemmaConfig
+from restreact.models.gemma.config import LOCAL, GemmaConfig
 from restreact.models.gemma.layers import GeGLU, RMSNorm, param
 from restreact.models.sharding import constrain
 
@@ -79,8 +79,13 @@ class Transformer(nnx.Module):
     logits = self.logits(hidden)
     return logits if cache is None else (logits, new_cache)
 
-  def init_cache(self, batch: int, length: int, dtype=None) -> list[LayerCache]:
-    """An empty KV cache of `length` entries per layer (positions must stay below `length`)."""
+  def init_cache(self, batch: int, length: int, *, local_length: int | None = None, dtype=None) -> list[LayerCache]:
+    """An empty KV cache: `length` entries on global layers (positions must stay below it) and
+    `local_length` on local layers (default `length`). A local ring of sliding_window + C - 1 entries
+    is exact for inputs of up to C tokens per call.
+    """
     cfg = self.config
-    return [LayerCache.empty(batch, length, cfg.num_kv_heads, cfg.head_dim, dtype or cfg.dtype)
-            for _ in self.layers]
+    local_length = length if local_length is None else min(local_length, length)
+    return [LayerCache.empty(batch, local_length if layer_type == LOCAL else length, cfg.num_kv_heads,
+                             cfg.head_dim, dtype or cfg.dtype)
+            for layer_type in cfg.layer_types]
