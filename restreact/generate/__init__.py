@@ -1,1 +1,6 @@
-"""Slot-based sampling engine: batched decoding with stop strings, log-probs and prefix reuse (issue 3)."""
+"""Slot-based sampling engine: batched decoding with stop strings, log-probs, n samples and prefix reuse."""
+
+from restreact.generate.engine import Completion, Engine, Request
+from restreact.generate.sampling import sample
+
+__all__ = ["Completion", "Engine", "Request", "sample"]

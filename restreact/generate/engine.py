@@ -1,0 +1,302 @@
+"""The slot-based sampling engine: many requests in flight over a fixed number of KV-cache slots.
+
+Each slot has its own position and region of the cache. A request's prompt (minus its last token)
+is prefilled once into one slot, in chunks of a few bucketed lengths, then copied into the slots of
+its other samples; the last prompt token is the first decode input. Every live slot decodes together
+in one jitted call of `steps_per_round` steps. Requests beyond the free slots wait in a queue.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from tqdm.auto import tqdm
+
+from restreact.generate import slots as ops
+from restreact.generate.stops import find_stop
+from restreact.models.gemma.model import Transformer
+from restreact.models.sharding import logical_to_spec
+from restreact.models.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class Completion:
+  """One sample: new text (cut before a stop string), new token ids, their log-probs, and why it ended."""
+
+  text: str
+  tokens: list[int]
+  logprobs: list[float]
+  finish_reason: str  # "stop" (a stop string), "eos" or "length"
+
+  @property
+  def mean_logprob(self) -> float:
+    """Average token log-prob; minus its value is the log-perplexity used to rank candidates."""
+    return float(np.mean(self.logprobs)) if self.logprobs else 0.0
+
+
+@dataclasses.dataclass
+class _Sample:
+  tokens: list[int] = dataclasses.field(default_factory=list)
+  logprobs: list[float] = dataclasses.field(default_factory=list)
+  checked: int = 0  # leading tokens known to hold no stop string
+  slot: int | None = None
+  result: Completion | None = None
+
+
+@dataclasses.dataclass
+class Request:
+  """A prompt waiting for, or being served by, `n` slots."""
+
+  id: int
+  prompt: list[int]
+  n: int
+  max_new_tokens: int
+  temperature: float
+  top_k: int
+  top_p: float
+  stop: tuple[str, ...]
+  key: np.ndarray  # PRNG key data; sample i uses fold_in(key, i)
+  samples: list[_Sample]
+
+  @property
+  def done(self) -> bool:
+    return all(s.result is not None for s in self.samples)
+
+  def completions(self) -> list[Completion]:
+    return [s.result for s in self.samples]
+
+
+class Engine:
+  """Batched sampling over `num_slots` slots of `max_len` positions each (see module docstring)."""
+
+  def __init__(self, model: Transformer, tokenizer: Tokenizer | None, *, num_slots: int, max_len: int, seed: int = 0,
+               steps_per_round: int = 8, prefill_chunk: int = 256, prefill_buckets: Sequence[int] = (16, 64),
+               ring_buffers: bool = True, eos_ids: Sequence[int] | None = None, mesh: Mesh | None = None):
+    cfg = model.config
+    if num_slots < 1 or steps_per_round < 1:
+      raise ValueError(f"num_slots ({num_slots}) and steps_per_round ({steps_per_round}) must be positive")
+    if not 1 <= max_len <= cfg.max_position_embeddings:
+      raise ValueError(f"max_len={max_len} must be in [1, {cfg.max_position_embeddings}] (the model's limit)")
+    self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
+    self.num_slots, self.max_len, self.steps_per_round = num_slots, max_len, steps_per_round
+    self.chunk_sizes = tuple(sorted({b for b in prefill_buckets if b < prefill_chunk} | {prefill_chunk}))
+    if eos_ids is None:
+      eos_ids = [cfg.eos_id] if tokenizer is None else [tokenizer.eos_id]
+      if tokenizer is not None and tokenizer.end_of_turn_id is not None:
+        eos_ids.append(tokenizer.end_of_turn_id)
+    self.eos_ids = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
+    self.local_length = cfg.sliding_window + prefill_chunk - 1 if ring_buffers else max_len
+    self._graphdef, self._params = nnx.split(model)
+    self.cache = self._place(model.init_cache(num_slots, max_len, local_length=self.local_length))
+    self._state = ops.DecodeState.idle(num_slots)  # host copy; uploaded for each round
+    self._free = list(range(num_slots))
+    self._queue: collections.deque[Request] = collections.deque()
+    self._live: dict[int, Request] = {}
+    self._slot_owner: dict[int, tuple[Request, int]] = {}
+    self._prefixes: list[tuple[tuple[int, ...], ops.Cache]] = []
+    self._next_id = 0
+    self._seed_key = jax.random.key_data(jax.random.PRNGKey(seed))
+    self.stats = collections.Counter()
+    self._jit()
+
+  # ----- set-up -------------------------------------------------------------------------------
+
+  def _place(self, cache: ops.Cache) -> ops.Cache:
+    if self.mesh is None:
+      return cache
+    shard = lambda a: jax.device_put(a, NamedSharding(self.mesh, logical_to_spec(
+        ("cache_batch", "cache_length", "act_kv_heads", None)[:a.ndim], a.shape, dict(self.mesh.shape))))
+    return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
+
+  def _jit(self):
+    g = self._graphdef
+    self._prefill = jax.jit(functools.partial(ops.prefill, g), donate_argnums=(1,))
+    self._reset = jax.jit(ops.reset_slots, donate_argnums=(0,))
+    self._copy = jax.jit(ops.copy_slot, donate_argnums=(0,))
+    self._install = jax.jit(ops.install_prefix, donate_argnums=(0,))
+    self._decode = jax.jit(functools.partial(ops.decode_round, g, num_steps=self.steps_per_round),
+                           donate_argnums=(1,))
+
+  def _run(self, fn, *args):
+    if self.mesh is None:
+      return fn(*args)
+    with jax.set_mesh(self.mesh):
+      return fn(*args)
+
+  # ----- prompts and prefixes ----------------------------------------------------------------
+
+  def _tokens(self, prompt: str | Sequence[int]) -> list[int]:
+    if isinstance(prompt, str):
+      if self.tokenizer is None:
+        raise ValueError("string prompts need a tokenizer; pass token ids or give the Engine a tokenizer")
+      tokens = self.tokenizer.encode(prompt, add_bos=True) if prompt else []
+    else:
+      tokens = [int(t) for t in prompt]
+    if not tokens:
+      raise ValueError("empty prompt")
+    if bad := [t for t in tokens if not 0 <= t < self.model.config.vocab_size]:
+      raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {self.model.config.vocab_size})")
+    return tokens
+
+  def _chunks(self, start: int, tokens: list[int]):
+    """(tokens [1, C], positions [1, C]) chunks, C from the buckets, padding at position -1."""
+    for offset in range(0, len(tokens), self.chunk_sizes[-1]):
+      piece = tokens[offset:offset + self.chunk_sizes[-1]]
+      size = next(c for c in self.chunk_sizes if c >= len(piece))
+      ids = np.zeros((1, size), np.int32)
+      pos = np.full((1, size), -1, np.int32)
+      ids[0, :len(piece)] = piece
+      pos[0, :len(piece)] = np.arange(start + offset, start + offset + len(piece))
+      yield ids, pos
+
+  def register_prefix(self, prefix: str | Sequence[int]) -> int:
+    """Prefill a shared prompt prefix (a step type's preamble) once; prompts that start with it reuse its KV.
+
+    Returns the prefix's token count. A string gets BOS, like a string prompt.
+    """
+    tokens = self._tokens(prefix)
+    if len(tokens) >= self.max_len:
+      raise ValueError(f"prefix of {len(tokens)} tokens does not fit max_len={self.max_len}")
+    step = self.chunk_sizes[-1]
+    length = min(self.max_len, -(-len(tokens) // step) * step)
+    cache = self._place(self.model.init_cache(1, length, local_length=self.local_length))
+    for ids, pos in self._chunks(0, tokens):
+      cache = self._run(self._prefill, self._params, cache, jnp.int32(0), ids, pos)
+    self._prefixes.append((tuple(tokens), cache))
+    self._prefixes.sort(key=lambda p: -len(p[0]))  # longest match first
+    return len(tokens)
+
+  def _matching_prefix(self, tokens: list[int]):
+    for prefix, cache in self._prefixes:
+      if len(prefix) < len(tokens) and tuple(tokens[:len(prefix)]) == prefix:
+        return len(prefix), cache
+    return 0, None
+
+  # ----- requests -----------------------------------------------------------------------------
+
+  def submit(self, prompt: str | Sequence[int], *, n: int = 1, max_new_tokens: int, temperature: float = 0.0,
+             top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> Request:
+    """Queue one prompt for `n` samples; `step()` serves it. `seed` fixes its samples whatever else runs."""
+    tokens = self._tokens(prompt)
+    if not 1 <= n <= self.num_slots:
+      raise ValueError(f"n={n} must be between 1 and num_slots={self.num_slots}")
+    if max_new_tokens < 1:
+      raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if len(tokens) + max_new_tokens > self.max_len:
+      raise ValueError(f"prompt of {len(tokens)} tokens + max_new_tokens={max_new_tokens} exceeds "
+                       f"max_len={self.max_len}; nothing is truncated, so shorten the prompt or raise max_len")
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+      raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; got {temperature}, {top_k}, {top_p}")
+    if isinstance(stop, str) or any(not isinstance(s, str) or not s for s in stop):
+      raise ValueError(f"stop must be a sequence of non-empty strings, got {stop!r}")
+    if stop and self.tokenizer is None:
+      raise ValueError("stop strings need a tokenizer")
+    rid = self._next_id
+    self._next_id += 1
+    base = jax.random.PRNGKey(seed) if seed is not None else jax.random.fold_in(
+        jax.random.wrap_key_data(self._seed_key), rid)
+    key = np.asarray(jax.random.key_data(base) if not isinstance(base, np.ndarray) else base)
+    request = Request(rid, tokens, n, max_new_tokens, float(temperature), int(top_k), float(top_p), tuple(stop),
+                      key.astype(np.uint32), [_Sample() for _ in range(n)])
+    self._queue.append(request)
+    return request
+
+  def _admit(self) -> None:
+    while self._queue and len(self._queue[0].samples) <= len(self._free):
+      request = self._queue.popleft()
+      slots = [self._free.pop(0) for _ in range(request.n)]
+      mask = np.zeros(self.num_slots, bool)
+      mask[slots] = True
+      self.cache = self._run(self._reset, self.cache, mask)
+      first = jnp.int32(slots[0])
+      done, prefix_cache = self._matching_prefix(request.prompt)
+      if prefix_cache is not None:
+        self.cache = self._run(self._install, self.cache, first, prefix_cache)
+        self.stats["prefix_tokens_reused"] += done
+      rest = request.prompt[done:-1]
+      for ids, pos in self._chunks(done, rest):
+        self.cache = self._run(self._prefill, self._params, self.cache, first, ids, pos)
+      self.stats["prefill_tokens"] += len(rest)
+      if request.n > 1:
+        mask[slots[0]] = False
+        self.cache = self._run(self._copy, self.cache, first, mask)
+      st = self._state
+      for i, slot in enumerate(slots):
+        st.tokens[slot], st.positions[slot] = request.prompt[-1], len(request.prompt) - 1
+        st.keys[slot] = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(request.key), i)))
+        st.generated[slot], st.max_new[slot] = 0, request.max_new_tokens
+        st.temperature[slot], st.top_k[slot], st.top_p[slot] = request.temperature, request.top_k, request.top_p
+        request.samples[i].slot = slot
+        self._slot_owner[slot] = (request, i)
+      self._live[request.id] = request
+
+  def step(self) -> list[Request]:
+    """Admit queued requests into free slots, run one decode round, and return the requests it finished."""
+    self._admit()
+    if not self._slot_owner:
+      return []
+    state = jax.tree.map(jnp.asarray, self._state)
+    self.cache, state, tokens, logprobs, valid = self._run(self._decode, self._params, self.cache, state,
+                                                           self.eos_ids)
+    self._state = jax.tree.map(lambda a: np.array(a), state)
+    tokens, logprobs, valid = np.asarray(tokens), np.asarray(logprobs), np.asarray(valid)
+    self.stats["decode_rounds"] += 1
+    finished = []
+    for slot, (request, i) in list(self._slot_owner.items()):
+      sample = request.samples[i]
+      keep = valid[slot]
+      sample.tokens += tokens[slot][keep].tolist()
+      sample.logprobs += logprobs[slot][keep].tolist()
+      self.stats["decoded_tokens"] += int(keep.sum())
+      result = self._finish(request, sample, slot)
+      if result is None:
+        continue
+      sample.result = result
+      self._state.positions[slot] = -1
+      del self._slot_owner[slot]
+      self._free.append(slot)
+      if request.done:
+        del self._live[request.id]
+        finished.append(request)
+    return finished
+
+  def _finish(self, request: Request, sample: _Sample, slot: int) -> Completion | None:
+    decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: "")
+    hit = find_stop(decode, sample.tokens, request.stop, sample.checked)
+    if hit is not None:
+      end, text = hit
+      return Completion(text, sample.tokens[:end], sample.logprobs[:end], "stop")
+    sample.checked = len(sample.tokens)
+    if self._state.positions[slot] >= 0:
+      return None
+    ended_by_eos = bool(sample.tokens) and sample.tokens[-1] in set(np.asarray(self.eos_ids).tolist())
+    text_tokens = sample.tokens[:-1] if ended_by_eos else sample.tokens
+    return Completion(decode(text_tokens), list(sample.tokens), list(sample.logprobs),
+                      "eos" if ended_by_eos else "length")
+
+  @property
+  def pending(self) -> int:
+    """Requests queued or in flight."""
+    return len(self._queue) + len(self._live)
+
+  def generate(self, prompts: Sequence[str | Sequence[int]], *, n: int = 1, max_new_tokens: int,
+               temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (),
+               seed: int | None = None, progress: bool = False) -> list[list[Completion]]:
+    """n completions for each prompt, in order. With `seed`, prompt i's samples depend only on (seed, i)."""
+    if isinstance(prompts, str):
+      raise TypeError("prompts must be a list of prompts; wrap a single prompt in a list")
+    requests = [self.submit(p, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, stop=stop, seed=None if seed is None else seed * 1_000_003 + i)
+                for i, p in enumerate(prompts)]
+    with tqdm(total=len(requests), desc="generate", unit="prompt", disable=not progress) as bar:
+      while not all(r.done for r in requests):
+        bar.update(len(self.step()))
+    return [r.completions() for r in requests]

@@ -1,0 +1,105 @@
+"""Device-side slot operations: reset, prefill, copy, install a prefix, and a multi-step decode round.
+
+Every function is pure (cache and state in, cache and state out) so the engine jits each once and
+donates the buffers. Slot indices and per-slot settings are traced values, never shapes, so inserting
+or releasing a slot never recompiles; only prompt-chunk lengths (a few buckets) make new shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from restreact.generate.sampling import sample
+from restreact.models.gemma.attention import LayerCache
+
+Cache = list[LayerCache]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class DecodeState:
+  """Per-slot decoding state, [num_slots] each. A slot is idle when its position is -1."""
+
+  tokens: jax.Array  # next input token (int32)
+  positions: jax.Array  # its position (int32), -1 when idle
+  keys: jax.Array  # PRNG key data, [num_slots, 2] uint32
+  generated: jax.Array  # tokens sampled so far (int32)
+  max_new: jax.Array  # limit on generated (int32)
+  temperature: jax.Array  # float32; <= 0 is greedy
+  top_k: jax.Array  # int32; 0 disables
+  top_p: jax.Array  # float32; 1 disables
+
+  @classmethod
+  def idle(cls, num_slots: int) -> DecodeState:
+    """Host (numpy) state with every slot idle."""
+    z = lambda dtype: np.zeros((num_slots,), dtype)
+    return cls(z(np.int32), np.full((num_slots,), -1, np.int32), np.zeros((num_slots, 2), np.uint32),
+               z(np.int32), z(np.int32), z(np.float32), z(np.int32), np.ones((num_slots,), np.float32))
+
+
+def reset_slots(cache: Cache, mask: jax.Array) -> Cache:
+  """Mark every entry of the masked slots empty (their old keys are never attended to again)."""
+  return [dataclasses.replace(c, pos=jnp.where(mask[:, None], -1, c.pos)) for c in cache]
+
+
+def _slot_view(cache: Cache, slot: jax.Array) -> Cache:
+  take = lambda a: jax.lax.dynamic_slice_in_dim(a, slot, 1, axis=0)
+  return [LayerCache(take(c.k), take(c.v), take(c.pos)) for c in cache]
+
+
+def _write_slot(cache: Cache, slot: jax.Array, view: Cache) -> Cache:
+  put = lambda a, b: jax.lax.dynamic_update_slice_in_dim(a, b, slot, axis=0)
+  return [LayerCache(put(c.k, v.k), put(c.v, v.v), put(c.pos, v.pos)) for c, v in zip(cache, view)]
+
+
+def prefill(graphdef, params, cache: Cache, slot: jax.Array, tokens: jax.Array, positions: jax.Array) -> Cache:
+  """Run one prompt chunk [1, C] (padding at position -1) through the model into one slot's cache."""
+  model = nnx.merge(graphdef, params)
+  _, view = model.hidden_states(tokens, positions=positions, cache=_slot_view(cache, slot))
+  return _write_slot(cache, slot, view)
+
+
+def copy_slot(cache: Cache, source: jax.Array, targets: jax.Array) -> Cache:
+  """Copy one slot's cache into every slot of the `targets` mask (n samples share one prefill)."""
+  def copy(a):
+    row = jax.lax.dynamic_slice_in_dim(a, source, 1, axis=0)
+    return jnp.where(targets.reshape((-1,) + (1,) * (a.ndim - 1)), row, a)
+  return [LayerCache(copy(c.k), copy(c.v), copy(c.pos)) for c in cache]
+
+
+def install_prefix(cache: Cache, slot: jax.Array, prefix: Cache) -> Cache:
+  """Copy a prefilled prefix (batch 1; global layers may be shorter than the slot) into a reset slot."""
+  put = lambda a, b: jax.lax.dynamic_update_slice(a, b.astype(a.dtype), (slot,) + (0,) * (a.ndim - 1))
+  return [LayerCache(put(c.k, p.k), put(c.v, p.v), put(c.pos, p.pos)) for c, p in zip(cache, prefix)]
+
+
+def decode_round(graphdef, params, cache: Cache, state: DecodeState, eos_ids: jax.Array, *, num_steps: int):
+  """`num_steps` decode steps for all slots in one call.
+
+  Returns (cache, state, tokens, logprobs, valid), the last three [num_slots, num_steps]: the sampled
+  tokens, their log-probabilities under the model (log_softmax of the raw logits), and which were
+  produced by an active slot. A slot stops at an EOS id or at max_new tokens and goes idle.
+  """
+  model = nnx.merge(graphdef, params)
+
+  def step(carry, _):
+    cache, st = carry
+    active = st.positions >= 0
+    logits, cache = model(st.tokens[:, None], positions=st.positions[:, None], cache=cache)
+    logits = logits[:, 0]
+    keys = jax.vmap(lambda k, i: jax.random.fold_in(jax.random.wrap_key_data(k), i))(st.keys, st.generated)
+    token = sample(logits, keys, st.temperature, st.top_k, st.top_p)
+    logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
+    generated = st.generated + active.astype(jnp.int32)
+    done = active & (jnp.isin(token, eos_ids) | (generated >= st.max_new))
+    st = dataclasses.replace(st, tokens=jnp.where(active, token, st.tokens), generated=generated,
+                             positions=jnp.where(active & ~done, st.positions + 1, -1))
+    return (cache, st), (token, logprob, active)
+
+  (cache, state), (tokens, logprobs, valid) = jax.lax.scan(step, (cache, state), None, length=num_steps)
+  return cache, state, tokens.T, logprobs.T, valid.T
