@@ -51,7 +51,7 @@ def test_unknown_architecture(saved, tmp_path):
   raw = json.loads((saved / "config.json").read_text())
   raw.update(model_type="llama", architectures=["LlamaForCausalLM"])
   (d / "config.json").write_text(json.dumps(raw))
-  with pytest.raises(UnsupportedCheckpointError, match=r"model_type='llama'.*LlamaForCausalLM"):
+  with pytest.raises(UnsupportedCheckpointError, match=r"unsupported architecture.*LlamaForCausalLM"):
     from_pretrained(d, progress=False)
 
 
@@ -69,4 +69,32 @@ def test_missing_files(tmp_path):
     from_pretrained(tmp_path, progress=False)
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma2"}))
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
+    from_pretrained(tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"tie_word_embeddings": False}, "tie_word_embeddings=false"),
+    ({"use_bidirectional_attention": True}, "bidirectional"),
+    ({"hidden_activation": "relu"}, "hidden_activation='relu'"),
+    ({"rope_parameters": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}}, "per layer type"),
+    ({"rope_parameters": {"full_attention": {"rope_type": "linear"}}}, "without a 'factor'"),
+    ({"layer_types": ["full_attention"]}, "1 layer_types for 2 layers"),
+])
+def test_unsupported_variants_are_errors_not_silent(saved, tmp_path, change, message):
+  d = _copy_with(saved, tmp_path, lambda t: None)
+  raw = json.loads((saved / "config.json").read_text())
+  raw.update(change)
+  (d / "config.json").write_text(json.dumps(raw))
+  with pytest.raises(UnsupportedCheckpointError, match=message):
+    from_pretrained(d, progress=False)
+
+
+def test_tensor_in_two_shards_is_an_error(saved, tmp_path):
+  tensors = load_file(saved / "model.safetensors")
+  save_file(tensors, tmp_path / "a.safetensors", metadata={"format": "pt"})
+  save_file({"model.norm.weight": tensors["model.norm.weight"]}, tmp_path / "b.safetensors", metadata={"format": "pt"})
+  weight_map = {name: "a.safetensors" for name in tensors}
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {**weight_map, "x": "b.safetensors"}}))
+  (tmp_path / "config.json").write_text((saved / "config.json").read_text())
+  with pytest.raises(ValueError, match="model.norm.weight appears in more than one file"):
     from_pretrained(tmp_path, progress=False)

@@ -97,3 +97,34 @@ def test_invalid_configs_are_clear():
     GemmaConfig.preset("gemma4-1b")
   with pytest.raises(UnsupportedCheckpointError, match="text_config"):
     from_hf_config({"model_type": "gemma3"})
+
+
+def test_null_values_take_the_defaults_and_eos_lists_are_kept():
+  raw = dict(GEMMA3_1B_IT, rope_theta=None, rope_local_base_freq=None, attn_logit_softcapping=None)
+  cfg = from_hf_config(raw)
+  assert (cfg.global_rope_base, cfg.local_rope_base, cfg.attn_softcap) == (1e6, 1e4, None)
+  assert cfg.eos_ids == (1, 106)
+  assert to_hf_config(cfg)["eos_token_id"] == [1, 106]
+  wrapped = dict(GEMMA3_4B_IT, eos_token_id=[1, 106])  # multimodal: token ids at the top level
+  assert from_hf_config(wrapped).eos_ids == (1, 106)
+
+
+def test_gemma2_rope_scaling_is_written_for_transformers_4x_readers():
+  cfg = GemmaConfig.preset("gemma2-tiny", local_rope_scale=4.0, global_rope_scale=4.0)
+  hf = to_hf_config(cfg)
+  assert hf["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
+  legacy = {k: v for k, v in hf.items() if k not in ("rope_parameters", "layer_types")}
+  assert from_hf_config(legacy) == cfg
+
+
+def test_gemma3_layer_pattern_is_written_for_transformers_4x_readers():
+  cfg = GemmaConfig.preset("gemma3-1b")
+  legacy = {k: v for k, v in to_hf_config(cfg).items() if k not in ("rope_parameters", "layer_types")}
+  assert legacy["sliding_window_pattern"] == 6 and from_hf_config(legacy) == cfg.replace(eos_ids=cfg.eos_ids)
+
+
+def test_bad_numbers_are_rejected():
+  with pytest.raises(ValueError, match="attn_softcap must be positive"):
+    GemmaConfig.preset("gemma2-tiny", attn_softcap=0.0)
+  with pytest.raises(ValueError, match="global_rope_scale must be positive"):
+    GemmaConfig.preset("gemma3-tiny", global_rope_scale=0.0)

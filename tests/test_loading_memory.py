@@ -21,8 +21,9 @@ def _peak_host_bytes(directory):
 def test_loading_holds_about_one_tensor_on_the_host(tmp_path):
   small, big = tmp_path / "small", tmp_path / "big"
   ref.causal_lm(ref.gemma3_config(layers=2)).save_pretrained(small)
-  config = transformers.Gemma3TextConfig(vocab_size=4096, hidden_size=256, intermediate_size=1024,
-                                         num_hidden_layers=16, num_attention_heads=4, num_key_value_heads=2,
+  # Tensors large next to the few MiB of Python objects that loading allocates whatever the model's size.
+  config = transformers.Gemma3TextConfig(vocab_size=8192, hidden_size=512, intermediate_size=2048,
+                                         num_hidden_layers=10, num_attention_heads=4, num_key_value_heads=2,
                                          head_dim=64, sliding_window=16, attn_implementation="eager")
   hf = ref.causal_lm(config)
   hf.save_pretrained(big)

@@ -105,3 +105,30 @@ def test_export_merges_adapters_into_hf_weights(tmp_path):
   save_pretrained(model, tmp_path)
   hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
   np.testing.assert_allclose(ref.logits(hf, TOKENS), np.asarray(forward(model, TOKENS)), atol=1e-4, rtol=0)
+
+
+def test_failed_load_leaves_the_model_unchanged(tmp_path):
+  model = _with_trained_adapters(rank=2)
+  save_lora(model, tmp_path / "adapters.safetensors")
+  other = random_model("gemma3-tiny", embed_dim=32)
+  before = np.asarray(forward(other, TOKENS))
+  with pytest.raises(ValueError, match="shape"):
+    load_lora(other, tmp_path / "adapters.safetensors")
+  assert not jax.tree.leaves(nnx.state(other, nnx.LoRAParam)) and not hasattr(other, "lora_config")
+  np.testing.assert_array_equal(np.asarray(forward(other, TOKENS)), before)
+
+
+def test_adapters_are_float32_on_a_bfloat16_model():
+  model = random_model("gemma3-tiny", param_dtype="bfloat16", dtype="bfloat16")
+  apply_lora(model, LoraConfig(rank=2), rngs=nnx.Rngs(0))
+  assert {v.get_value().dtype for _, v in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam))} == {np.dtype("float32")}
+  assert forward(model, TOKENS).dtype == np.float32
+
+
+def test_orbax_round_trip_keeps_the_adapters(tmp_path):
+  from restreact.models import restore_params, save_params
+  model = _with_trained_adapters(rank=2, targets=("q", "up"))
+  save_params(model, tmp_path / "ckpt")
+  restored = restore_params(tmp_path / "ckpt")
+  assert restored.lora_config == model.lora_config
+  np.testing.assert_array_equal(np.asarray(forward(restored, TOKENS)), np.asarray(forward(model, TOKENS)))

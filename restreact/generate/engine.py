@@ -88,10 +88,8 @@ class Engine:
     self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
     self.num_slots, self.max_len, self.steps_per_round = num_slots, max_len, steps_per_round
     self.chunk_sizes = tuple(sorted({b for b in prefill_buckets if b < prefill_chunk} | {prefill_chunk}))
-    if eos_ids is None:
-      eos_ids = [cfg.eos_id] if tokenizer is None else [tokenizer.eos_id]
-      if tokenizer is not None and tokenizer.end_of_turn_id is not None:
-        eos_ids.append(tokenizer.end_of_turn_id)
+    if eos_ids is None:  # the checkpoint's (instruction-tuned ones list <end_of_turn> too) and the tokenizer's
+      eos_ids = sorted(set(cfg.eos_ids) | ({tokenizer.eos_id} if tokenizer is not None else set()))
     self.eos_ids = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
     self.local_length = cfg.sliding_window + prefill_chunk - 1 if ring_buffers else max_len
     self._graphdef, self._params = nnx.split(model)

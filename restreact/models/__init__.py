@@ -3,7 +3,7 @@
 from restreact.models.checkpoint import restore_params, save_params
 from restreact.models.gemma import GemmaConfig, LayerCache, Transformer
 from restreact.models.gemma.hf_config import UnsupportedCheckpointError
-from restreact.models.lora import LoraConfig, apply_lora, load_lora, merge_lora, save_lora
+from restreact.models.lora import LoraConfig, apply_lora, load_lora, merge_lora, remove_lora, save_lora
 from restreact.models.pretrained import CheckpointMismatchError, from_pretrained, read_config, save_pretrained
 from restreact.models.sharding import make_mesh, shard_model
 from restreact.models.tokenizer import Tokenizer, train_tokenizer
@@ -11,6 +11,6 @@ from restreact.models.tokenizer import Tokenizer, train_tokenizer
 __all__ = [
     "CheckpointMismatchError", "GemmaConfig", "LayerCache", "LoraConfig", "Tokenizer", "Transformer",
     "UnsupportedCheckpointError", "apply_lora", "from_pretrained", "load_lora", "make_mesh", "merge_lora",
-    "read_config", "restore_params", "save_lora", "save_params", "save_pretrained", "shard_model",
+    "read_config", "remove_lora", "restore_params", "save_lora", "save_params", "save_pretrained", "shard_model",
     "train_tokenizer",
 ]

@@ -19,9 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from restreact.models.gemma.layers import Projection
+from restreact.models.sharding import logical_to_spec
 
 TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -54,7 +57,10 @@ def _projections(model: nnx.Module):
 
 
 def apply_lora(model: nnx.Module, config: LoraConfig, *, rngs: nnx.Rngs) -> nnx.Module:
-  """Attach zero-initialised-B adapters to the target projections (in place); the model is unchanged at first."""
+  """Attach adapters with B = 0 to the target projections (in place), so the model is unchanged at first.
+
+  Adapters are float32 whatever the base dtype: a bfloat16 B would round small updates away.
+  """
   found = False
   for path, proj in _projections(model):
     if path[-1] not in config.targets:
@@ -62,11 +68,9 @@ def apply_lora(model: nnx.Module, config: LoraConfig, *, rngs: nnx.Rngs) -> nnx.
     if proj.lora_a is not None:
       raise ValueError(f"{'/'.join(map(str, path))} already has a LoRA adapter")
     found = True
-    dtype = proj.w.get_value().dtype
     a = jax.random.normal(rngs.params(), proj.in_shape + (config.rank,), jnp.float32)
-    a = a / math.sqrt(math.prod(proj.in_shape))
-    proj.lora_a = nnx.LoRAParam(a.astype(dtype), logical_axes=proj.in_axes + ("lora_rank",))
-    proj.lora_b = nnx.LoRAParam(jnp.zeros((config.rank,) + proj.out_shape, dtype),
+    proj.lora_a = nnx.LoRAParam(a / math.sqrt(math.prod(proj.in_shape)), logical_axes=proj.in_axes + ("lora_rank",))
+    proj.lora_b = nnx.LoRAParam(jnp.zeros((config.rank,) + proj.out_shape, jnp.float32),
                                 logical_axes=("lora_rank",) + proj.out_axes)
     proj.lora_scale = config.scale
     _place_like(proj.lora_a, proj.w)
@@ -79,9 +83,9 @@ def apply_lora(model: nnx.Module, config: LoraConfig, *, rngs: nnx.Rngs) -> nnx.
 
 def _place_like(var: nnx.Variable, like: nnx.Variable) -> None:
   """Put a new adapter on the devices of the weight it adapts (rules shard it when the model is sharded)."""
-  sharding = getattr(like.get_value(), "sharding", None)
-  if sharding is not None and hasattr(sharding, "mesh"):
-    from restreact.models.sharding import logical_to_spec
+  value = like.get_value()
+  sharding = None if isinstance(value, jax.core.Tracer) else getattr(value, "sharding", None)
+  if isinstance(sharding, jax.sharding.NamedSharding):
     mesh = sharding.mesh
     spec = logical_to_spec(var.get_metadata()["logical_axes"], var.get_value().shape, dict(mesh.shape))
     var.set_value(jax.device_put(var.get_value(), jax.sharding.NamedSharding(mesh, spec)))
@@ -117,43 +121,68 @@ def merge_lora(model: nnx.Module) -> nnx.Module:
   return model
 
 
+def remove_lora(model: nnx.Module) -> nnx.Module:
+  """Drop every adapter without merging it (in place)."""
+  for _, proj in list(_projections(model)):
+    proj.lora_a = proj.lora_b = None
+    proj.lora_scale = 0.0
+  if hasattr(model, "lora_config"):
+    del model.lora_config
+  return model
+
+
+def _host(value: jax.Array) -> np.ndarray:
+  """The whole array on this host, gathered from every process on multi-host runs."""
+  if jax.process_count() > 1:
+    value = multihost_utils.process_allgather(value, tiled=True)
+  return np.asarray(jax.device_get(value))
+
+
 def lora_state(model: nnx.Module) -> dict[str, np.ndarray]:
   """The adapters alone, by '/'-joined path."""
   flat = nnx.to_flat_state(nnx.state(model, nnx.LoRAParam))
-  return {"/".join(map(str, path)): np.asarray(jax.device_get(var.get_value())) for path, var in flat}
+  return {"/".join(map(str, path)): _host(var.get_value()) for path, var in flat}
 
 
 def save_lora(model: nnx.Module, path: str | os.PathLike) -> None:
-  """Write only the adapters (and their config) to one small safetensors file."""
+  """Write only the adapters (and their config) to one small safetensors file; process 0 writes."""
   if getattr(model, "lora_config", None) is None:
     raise ValueError("the model has no LoRA adapters to save")
-  cfg = model.lora_config
-  meta = {"lora_config": json.dumps({"rank": cfg.rank, "alpha": cfg.alpha, "targets": list(cfg.targets)})}
-  tmp = f"{path}.tmp"
-  save_file(lora_state(model), tmp, metadata=meta)
-  os.replace(tmp, path)
+  tensors = lora_state(model)  # every process takes part in the gathers
+  if jax.process_index() == 0:
+    tmp = f"{path}.tmp"
+    save_file(tensors, tmp, metadata={"lora_config": json.dumps(lora_config_dict(model.lora_config))})
+    os.replace(tmp, path)
+
+
+def lora_config_dict(config: LoraConfig) -> dict:
+  return {"rank": config.rank, "alpha": config.alpha, "targets": list(config.targets)}
 
 
 def load_lora(model: nnx.Module, path: str | os.PathLike, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
-  """Attach adapters saved by `save_lora` to a base model (in place); shapes are checked."""
-  from safetensors import safe_open
+  """Attach adapters saved by `save_lora` to a base model (in place). On any mismatch the model is left as it was."""
   with safe_open(str(path), framework="numpy") as f:
     meta = f.metadata() or {}
   if "lora_config" not in meta:
     raise ValueError(f"{path} is not a restreact LoRA file (no lora_config metadata)")
   raw = json.loads(meta["lora_config"])
-  apply_lora(model, LoraConfig(raw["rank"], raw["alpha"], tuple(raw["targets"])), rngs=rngs or nnx.Rngs(0))
   tensors = load_file(str(path))
-  flat = dict(nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)))
-  by_name = {"/".join(map(str, p)): (p, v) for p, v in flat.items()}
-  if missing := sorted(by_name.keys() - tensors.keys()):
-    raise ValueError(f"{path}: missing adapters {missing[:5]}")
-  if unexpected := sorted(tensors.keys() - by_name.keys()):
-    raise ValueError(f"{path}: unexpected adapters {unexpected[:5]}")
-  for name, (p, var) in by_name.items():
-    old = var.get_value()
-    if tensors[name].shape != old.shape:
-      raise ValueError(f"{path}: adapter {name} has shape {tensors[name].shape}, model expects {old.shape}")
-    owner = _module_at(model, p[:-1])
-    getattr(owner, p[-1]).set_value(jax.device_put(tensors[name].astype(old.dtype), old.sharding))
+  apply_lora(model, LoraConfig(raw["rank"], raw["alpha"], tuple(raw["targets"])), rngs=rngs or nnx.Rngs(0))
+  try:
+    flat = dict(nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)))
+    by_name = {"/".join(map(str, p)): p for p in flat}
+    if missing := sorted(by_name.keys() - tensors.keys()):
+      raise ValueError(f"{path}: missing adapters {missing[:5]}")
+    if unexpected := sorted(tensors.keys() - by_name.keys()):
+      raise ValueError(f"{path}: unexpected adapters {unexpected[:5]}")
+    for name, p in by_name.items():
+      old = flat[p].get_value()
+      if tensors[name].shape != old.shape:
+        raise ValueError(f"{path}: adapter {name} has shape {tensors[name].shape}, model expects {old.shape}")
+    for name, p in by_name.items():
+      old = flat[p].get_value()
+      getattr(_module_at(model, p[:-1]), p[-1]).set_value(jax.device_put(tensors[name].astype(old.dtype), old.sharding))
+  except Exception:
+    remove_lora(model)
+    raise
   return model

@@ -52,6 +52,8 @@ def from_pretrained(path: str | os.PathLike, *, dtype: str = "float32", mesh: Me
 
   `dtype` is the parameter and compute dtype; with a `mesh`, parameters land sharded by the rules.
   """
+  if dtype not in NP_DTYPES:
+    raise ValueError(f"dtype={dtype!r}; choose one of {sorted(NP_DTYPES)}")
   cfg = read_config(path, dtype=dtype)
   abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
   shardings = dict(nnx.to_flat_state(param_shardings(abstract, mesh))) if mesh is not None else {}
@@ -113,6 +115,8 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: str |
   """
   cfg = model.config
   dtype = dtype or cfg.param_dtype
+  if dtype not in NP_DTYPES:
+    raise ValueError(f"dtype={dtype!r}; choose one of {sorted(NP_DTYPES)}")
   target = NP_DTYPES[dtype]
   maps = {m.hf_name: m for m in tensor_maps(cfg)}
   writer = jax.process_index() == 0
@@ -130,6 +134,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: str |
     for name in maps:  # take part in the collective gathers
       produce(name)
     bar.close()
+    multihost_utils.sync_global_devices("restreact.save_pretrained")
     return
   Path(path).mkdir(parents=True, exist_ok=True)
   itemsize = np.dtype(target).itemsize
@@ -139,3 +144,5 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: str |
   (Path(path) / "config.json").write_text(json.dumps(to_hf_config(cfg, torch_dtype=dtype), indent=2))
   if tokenizer is not None:
     tokenizer.save(Path(path) / TOKENIZER_FILE)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("restreact.save_pretrained")

@@ -8,16 +8,57 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
-from safetensors import safe_open
 from safetensors.numpy import save_file
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 
 
+# safetensors dtype tags -> numpy dtypes (bfloat16 through ml_dtypes).
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+           "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+class _File:
+  """One safetensors file: its JSON header, and tensors as read-only memory maps of the file (no copy)."""
+
+  def __init__(self, path: Path):
+    self.path = path
+    with open(path, "rb") as f:
+      size = int.from_bytes(f.read(8), "little")
+      if size <= 0 or size > 100 << 20:
+        raise ValueError(f"{path} is not a safetensors file (header size {size})")
+      header = json.loads(f.read(size))
+    self.data_start = 8 + size
+    header.pop("__metadata__", None)
+    self.entries = header
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self.entries[name]["shape"])
+
+  def read(self, name: str) -> np.ndarray:
+    entry = self.entries[name]
+    if entry["dtype"] not in _DTYPES:
+      raise ValueError(f"{self.path}: tensor {name} has unsupported dtype {entry['dtype']}")
+    dtype, shape = np.dtype(_DTYPES[entry["dtype"]]), tuple(entry["shape"])
+    begin, end = entry["data_offsets"]
+    if end - begin != int(np.prod(shape)) * dtype.itemsize:
+      raise ValueError(f"{self.path}: tensor {name} has {end - begin} bytes for shape {shape} of {dtype}")
+    if not shape or end == begin:
+      with open(self.path, "rb") as f:
+        f.seek(self.data_start + begin)
+        return np.frombuffer(f.read(end - begin), dtype).reshape(shape)
+    return np.memmap(self.path, dtype=dtype, mode="r", offset=self.data_start + begin, shape=shape)
+
+
 class CheckpointReader(contextlib.AbstractContextManager):
-  """Lazy access to every tensor of a HF checkpoint directory; nothing is read until asked for."""
+  """Lazy access to every tensor of a HF checkpoint directory; a tensor is read only when asked for.
+
+  Tensors come back as memory maps of the files, so the host holds the pages of the tensor in use,
+  not the checkpoint.
+  """
 
   def __init__(self, directory: str | os.PathLike):
     self.directory = Path(directory)
@@ -28,17 +69,18 @@ class CheckpointReader(contextlib.AbstractContextManager):
       files = [SINGLE]
     else:
       raise FileNotFoundError(f"{self.directory}: no {SINGLE} or {INDEX}")
-    self._stack = contextlib.ExitStack()
-    self._where: dict[str, object] = {}
+    if missing := [name for name in files if not (self.directory / name).exists()]:
+      raise FileNotFoundError(f"{self.directory}: {INDEX} names {missing}, which are missing")
+    self._where: dict[str, _File] = {}
     for name in files:
-      if not (self.directory / name).exists():
-        raise FileNotFoundError(f"{self.directory}: {INDEX} names {name}, which is missing")
-      handle = self._stack.enter_context(safe_open(str(self.directory / name), framework="numpy"))
-      for key in handle.keys():
+      handle = _File(self.directory / name)
+      for key in handle.entries:
+        if key in self._where:
+          raise ValueError(f"{self.directory}: tensor {key} appears in more than one file")
         self._where[key] = handle
 
   def __exit__(self, *exc):
-    self._stack.close()
+    self._where.clear()
 
   def names(self) -> list[str]:
     """All tensor names in the checkpoint."""
@@ -46,11 +88,11 @@ class CheckpointReader(contextlib.AbstractContextManager):
 
   def shape(self, name: str) -> tuple[int, ...]:
     """A tensor's shape, from the file header (no data read)."""
-    return tuple(self._where[name].get_slice(name).get_shape())
+    return self._where[name].shape(name)
 
   def read(self, name: str) -> np.ndarray:
-    """One tensor as a numpy array (bfloat16 through ml_dtypes)."""
-    return self._where[name].get_tensor(name)
+    """One tensor, memory-mapped from its file (read-only)."""
+    return self._where[name].read(name)
 
 
 def write_sharded(directory: str | os.PathLike, tensors: Iterable[tuple[str, tuple[int, ...], int]],

@@ -39,6 +39,8 @@ class LayerCache:
   def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> LayerCache:
     """Store k/v [B, T, K, H] at entries positions % length; negative positions (padding) are skipped."""
     length = self.pos.shape[1]
+    if positions.shape[1] > length:  # two tokens would land on one entry
+      raise ValueError(f"{positions.shape[1]} tokens in one call exceed a cache of {length} entries")
     index = jnp.where(positions >= 0, positions % length, length)  # out of range: dropped
     rows = jnp.arange(positions.shape[0])[:, None]
     return LayerCache(

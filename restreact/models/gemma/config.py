@@ -35,7 +35,7 @@ class GemmaConfig:
   rms_norm_eps: float = 1e-6
   max_position_embeddings: int = 8192
   pad_id: int = 0
-  eos_id: int = 1
+  eos_ids: tuple[int, ...] = (1,)  # instruction-tuned checkpoints add <end_of_turn>
   bos_id: int = 2
   param_dtype: str = "float32"
   dtype: str = "float32"  # compute dtype
@@ -53,9 +53,14 @@ class GemmaConfig:
     for name in ("param_dtype", "dtype"):
       if getattr(self, name) not in DTYPES:
         problems.append(f"{name}={getattr(self, name)!r}; choose one of {DTYPES}")
-    for name in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "num_heads", "head_dim", "sliding_window"):
-      if getattr(self, name) <= 0:
+    for name in ("vocab_size", "embed_dim", "hidden_dim", "num_layers", "num_heads", "head_dim", "sliding_window",
+                 "query_pre_attn_scalar", "local_rope_base", "global_rope_base", "local_rope_scale",
+                 "global_rope_scale", "rms_norm_eps", "max_position_embeddings"):
+      if not getattr(self, name) > 0:
         problems.append(f"{name} must be positive, got {getattr(self, name)}")
+    for name in ("attn_softcap", "final_softcap"):
+      if getattr(self, name) is not None and not getattr(self, name) > 0:
+        problems.append(f"{name} must be positive or None, got {getattr(self, name)}")
     if problems:
       raise ValueError("invalid GemmaConfig: " + "; ".join(problems))
 

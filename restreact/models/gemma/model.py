@@ -56,7 +56,12 @@ class Transformer(nnx.Module):
     if tokens.ndim != 2:
       raise ValueError(f"tokens must be int32 [batch, length], got shape {tokens.shape}")
     if positions is None:
+      if cache is not None:
+        raise ValueError("decoding with a cache needs explicit positions (where each token sits)")
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    for name, value in (("positions", positions), ("segment_ids", segment_ids)):
+      if value is not None and tuple(value.shape) != tuple(tokens.shape):
+        raise ValueError(f"{name} has shape {tuple(value.shape)}, tokens have {tuple(tokens.shape)}")
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layers, model has {len(self.layers)}")
     x = constrain(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
@@ -86,6 +91,8 @@ class Transformer(nnx.Module):
     """
     cfg = self.config
     local_length = length if local_length is None else min(local_length, length)
+    if local_length < min(cfg.sliding_window, length):
+      raise ValueError(f"local_length={local_length} is shorter than the sliding window ({cfg.sliding_window})")
     return [LayerCache.empty(batch, local_length if layer_type == LOCAL else length, cfg.num_kv_heads,
                              cfg.head_dim, dtype or cfg.dtype)
             for layer_type in cfg.layer_types]
