@@ -108,8 +108,9 @@ class Engine:
   # ----- set-up -------------------------------------------------------------------------------
 
   def _place(self, cache: ops.Cache) -> ops.Cache:
+    """Commit the cache to its devices up front, so jitted calls see the same placement every time."""
     if self.mesh is None:
-      return cache
+      return jax.device_put(cache, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     shard = lambda a: jax.device_put(a, NamedSharding(self.mesh, logical_to_spec(
         ("cache_batch", "cache_length", "act_kv_heads", None)[:a.ndim], a.shape, dict(self.mesh.shape))))
     return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
