@@ -46,13 +46,13 @@ def test_greedy_tokens_and_logprobs_equal_the_full_forward(model, reference):
     assert completion.tokens == tokens
     np.testing.assert_allclose(completion.logprobs, logprobs, atol=1e-4)
     assert completion.finish_reason == "length"
-  assert engine.cache[0].k.shape[1] == 8 + 16 - 1  # local layers used a window-sized ring buffer
+  assert engine.cache[0].pos.shape[1] == 8 + 16 - 1  # local layers used a window-sized ring buffer
 
 
 def test_ring_buffers_equal_full_cache(model):
   ring = _engine(model).generate(PROMPTS, max_new_tokens=NEW)
   full_engine = _engine(model, ring_buffers=False)
-  assert {c.k.shape[1] for c in full_engine.cache} == {64}
+  assert {c.pos.shape[1] for c in full_engine.cache} == {64}
   full = full_engine.generate(PROMPTS, max_new_tokens=NEW)
   for [a], [b] in zip(ring, full):
     assert a.tokens == b.tokens

@@ -58,7 +58,7 @@ def test_window_sized_ring_buffer_equals_full_cache(preset):
   tokens = np.random.default_rng(3).integers(0, 512, (1, LENGTH))
   full = np.asarray(forward(model, tokens))
   cache = model.init_cache(1, 32, local_length=8 + 4 - 1)  # window 8, chunks of up to 4 tokens
-  assert {c.k.shape[1] for c in cache} == {32, 11}
+  assert {c.pos.shape[1] for c in cache} == {32, 11}
   outs = []
   for start in range(0, LENGTH, 4):
     chunk = tokens[:, start:start + 4]

@@ -112,7 +112,7 @@ class Engine:
     if self.mesh is None:
       return jax.device_put(cache, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     shard = lambda a: jax.device_put(a, NamedSharding(self.mesh, logical_to_spec(
-        ("cache_batch", "cache_length", "act_kv_heads", None)[:a.ndim], a.shape, dict(self.mesh.shape))))
+        (("cache_batch", "act_kv_heads", "cache_length", None) if a.ndim == 4 else ("cache_batch", "cache_length")), a.shape, dict(self.mesh.shape))))
     return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
 
   def _jit(self):

@@ -86,20 +86,28 @@ def decode_round(graphdef, params, cache: Cache, state: DecodeState, eos_ids: ja
   produced by an active slot. A slot stops at an EOS id or at max_new tokens and goes idle.
   """
   model = nnx.merge(graphdef, params)
+  num_slots = state.positions.shape[0]
 
-  def step(carry, _):
-    cache, st = carry
+  def step(carry):
+    i, cache, st, tokens, logprobs, valid = carry
     active = st.positions >= 0
     logits, cache = model(st.tokens[:, None], positions=st.positions[:, None], cache=cache)
     logits = logits[:, 0]
-    keys = jax.vmap(lambda k, i: jax.random.fold_in(jax.random.wrap_key_data(k), i))(st.keys, st.generated)
+    keys = jax.vmap(lambda k, n: jax.random.fold_in(jax.random.wrap_key_data(k), n))(st.keys, st.generated)
     token = sample(logits, keys, st.temperature, st.top_k, st.top_p)
-    logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
+    logprob = jnp.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - jax.nn.logsumexp(logits, axis=-1)
     generated = st.generated + active.astype(jnp.int32)
     done = active & (jnp.isin(token, eos_ids) | (generated >= st.max_new))
     st = dataclasses.replace(st, tokens=jnp.where(active, token, st.tokens), generated=generated,
                              positions=jnp.where(active & ~done, st.positions + 1, -1))
-    return (cache, st), (token, logprob, active)
+    put = lambda buf, col: jax.lax.dynamic_update_slice_in_dim(buf, col[:, None], i, axis=1)
+    return i + 1, cache, st, put(tokens, token), put(logprobs, logprob), put(valid, active)
 
-  (cache, state), (tokens, logprobs, valid) = jax.lax.scan(step, (cache, state), None, length=num_steps)
-  return cache, state, tokens.T, logprobs.T, valid.T
+  def more(carry):  # stop early once every slot is idle
+    i, _, st, *_ = carry
+    return (i < num_steps) & jnp.any(st.positions >= 0)
+
+  buffers = (jnp.zeros((num_slots, num_steps), jnp.int32), jnp.zeros((num_slots, num_steps), jnp.float32),
+             jnp.zeros((num_slots, num_steps), bool))
+  _, cache, state, tokens, logprobs, valid = jax.lax.while_loop(more, step, (0, cache, state, *buffers))
+  return cache, state, tokens, logprobs, valid

