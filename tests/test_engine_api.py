@@ -147,3 +147,17 @@ def test_greedy_equals_transformers_generate(tmp_path):
       out = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=None,
                         pad_token_id=0, attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
     assert completion.tokens == out[0, len(prompt):].tolist()
+
+
+def test_cancel_releases_slots_and_drops_queued_requests(model):
+  engine = _engine(model, num_slots=2)
+  running = engine.submit(PROMPT, n=2, max_new_tokens=40)
+  queued = engine.submit(OTHER, max_new_tokens=5)
+  engine.step()
+  assert 0 < len(running.samples[0].tokens) < 40
+  engine.cancel(queued)
+  engine.cancel(running)
+  assert [c.finish_reason for c in running.completions()] == ["cancelled"] * 2
+  assert queued.done and engine.pending == 0
+  [after] = engine.generate([PROMPT], n=2, max_new_tokens=4)  # the slots are free again
+  assert [len(c.tokens) for c in after] == [4, 4]

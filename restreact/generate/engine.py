@@ -34,7 +34,7 @@ class Completion:
   text: str
   tokens: list[int]
   logprobs: list[float]
-  finish_reason: str  # "stop" (a stop string), "eos" or "length"
+  finish_reason: str  # "stop" (a stop string), "eos", "length" or "cancelled"
 
   @property
   def mean_logprob(self) -> float:
@@ -280,6 +280,24 @@ class Engine:
     text_tokens = sample.tokens[:-1] if ended_by_eos else sample.tokens
     return Completion(decode(text_tokens), list(sample.tokens), list(sample.logprobs),
                       "eos" if ended_by_eos else "length")
+
+  def cancel(self, request: Request) -> None:
+    """Withdraw a request: queued, it is dropped; in flight, its slots are released at once.
+
+    Samples not yet finished end with finish_reason "cancelled" and what they had generated so far.
+    """
+    if request in self._queue:
+      self._queue.remove(request)
+    for sample in request.samples:
+      if sample.result is not None:
+        continue
+      if sample.slot is not None and self._slot_owner.get(sample.slot, (None,))[0] is request:
+        self._state.positions[sample.slot] = -1
+        del self._slot_owner[sample.slot]
+        self._free.append(sample.slot)
+      decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: "")
+      sample.result = Completion(decode(sample.tokens), list(sample.tokens), list(sample.logprobs), "cancelled")
+    self._live.pop(request.id, None)
 
   @property
   def pending(self) -> int:
