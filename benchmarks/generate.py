@@ -126,13 +126,60 @@ def kv_bytes_rows(context: int = 32_768, prefill_chunk: int = 256):
            f"{sizes['full cache'] / sizes['ring buffers']:.1f}x"]]
 
 
+HBM_BYTES_PER_S = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # NVIDIA data sheets (SXM)
+
+
+def gpu_rows(batches=(1, 128), prompt_len: int = 128, new: int = 256):
+  """Gemma-3-1B shape in bfloat16 on the GPU: decode tokens/s, batch 1 against the HBM roofline, transformers."""
+  cfg = GemmaConfig.preset("gemma3-1b", param_dtype="bfloat16", dtype="bfloat16")
+  torch.manual_seed(0)
+  hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**to_hf_config(cfg)),
+                                                     dtype=torch.bfloat16).eval()
+  with tempfile.TemporaryDirectory() as tmp:
+    hf.save_pretrained(tmp)
+    model, _ = from_pretrained(tmp, dtype="bfloat16", progress=False)
+  hf = hf.to("cuda")
+  kind = jax.devices()[0].device_kind
+  bandwidth = next((v for k, v in HBM_BYTES_PER_S.items() if k in kind), None)
+  param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(nnx.state(model)))
+  rows = []
+  for batch in batches:
+    prompts = np.random.default_rng(0).integers(3, cfg.vocab_size, (batch, prompt_len))
+    engine = Engine(model, None, num_slots=batch, max_len=prompt_len + new, eos_ids=(), steps_per_round=32)
+    run = lambda: engine.generate(prompts.tolist(), max_new_tokens=new)
+    run()
+    t_ours, _ = timed(run)
+    t_prefill, _ = timed(lambda: engine.generate(prompts.tolist(), max_new_tokens=1))
+    step = (t_ours - t_prefill) / (new - 1)  # seconds per decode step, prefill excluded
+    with torch.inference_mode():
+      cuda = lambda: (hf.generate(torch.as_tensor(prompts, device="cuda"), max_new_tokens=new, min_new_tokens=new,
+                                  do_sample=False, eos_token_id=None, pad_token_id=0), torch.cuda.synchronize())
+      cuda()
+      t_hf, _ = timed(cuda)
+    kv_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(engine.cache))
+    roofline = (param_bytes + kv_bytes) / bandwidth if bandwidth else None
+    rows.append([f"decode, batch {batch}", f"{batch * new / t_ours:,.0f}", f"{batch * new / t_hf:,.0f}",
+                 f"{t_hf / t_ours:.2f}x", f"{roofline / step:.0%}" if roofline and batch == 1 else ""])
+    print(rows[-1], flush=True)
+  return markdown_table(["Gemma-3-1B shape, bf16, greedy", "restreact tokens/s", "transformers tokens/s", "ratio",
+                         "batch-1 step vs HBM roofline"], rows)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
   parser.add_argument("--prompt-len", type=int, default=32)
   parser.add_argument("--new-tokens", type=int, default=128)
   parser.add_argument("--append-to", default=None, help="file to append to (default BENCHMARKS.md)")
+  parser.add_argument("--gpu", action="store_true", help="only the GPU table (Gemma-3-1B shape, bfloat16)")
   args = parser.parse_args()
+  if args.gpu:
+    if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
+      raise SystemExit("--gpu needs a GPU visible to both JAX and PyTorch")
+    notes = ("128-token prompts, 256 new tokens. Roofline: (parameter bytes + KV-cache bytes) / HBM bandwidth "
+             "(3.35 TB/s H100 SXM) per decode step, divided by the measured step time (prefill excluded).")
+    append("Generation engine, Gemma-3-1B shape, bfloat16, GPU", gpu_rows(), notes, path=args.append_to)
+    return
   hf, model = same_weights(SMALL)
   print(f"small Gemma 3: {SMALL.num_params / 1e6:.1f}M parameters", flush=True)
   rows = decode_rows(hf, model, args.batches, args.prompt_len, args.new_tokens)

@@ -88,6 +88,8 @@ class Engine:
     self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
     self.num_slots, self.max_len, self.steps_per_round = num_slots, max_len, steps_per_round
     self.chunk_sizes = tuple(sorted({b for b in prefill_buckets if b < prefill_chunk} | {prefill_chunk}))
+    # Prefill runs several slots per call; lane counts are powers of 4 up to num_slots (few compilations).
+    self.lane_sizes = tuple(sorted({4 ** i for i in range(8) if 4 ** i < num_slots} | {num_slots}))
     if eos_ids is None:  # the checkpoint's (instruction-tuned ones list <end_of_turn> too) and the tokenizer's
       eos_ids = sorted(set(cfg.eos_ids) | ({tokenizer.eos_id} if tokenizer is not None else set()))
     self.eos_ids = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
@@ -145,16 +147,30 @@ class Engine:
       raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {self.model.config.vocab_size})")
     return tokens
 
-  def _chunks(self, start: int, tokens: list[int]):
-    """(tokens [1, C], positions [1, C]) chunks, C from the buckets, padding at position -1."""
-    for offset in range(0, len(tokens), self.chunk_sizes[-1]):
-      piece = tokens[offset:offset + self.chunk_sizes[-1]]
-      size = next(c for c in self.chunk_sizes if c >= len(piece))
-      ids = np.zeros((1, size), np.int32)
-      pos = np.full((1, size), -1, np.int32)
-      ids[0, :len(piece)] = piece
-      pos[0, :len(piece)] = np.arange(start + offset, start + offset + len(piece))
-      yield ids, pos
+  def _prefill_lanes(self, cache: ops.Cache, work: list[tuple[int, int, list[int]]]) -> ops.Cache:
+    """Prefill (slot, first position, tokens) items: chunk r of every item in one call (or a few).
+
+    Chunk lengths come from `chunk_sizes` and lane counts from `lane_sizes`; padding lanes point at
+    slot num_slots and are dropped on write-back, padding tokens sit at position -1.
+    """
+    step, rounds = self.chunk_sizes[-1], collections.defaultdict(list)
+    for slot, start, tokens in work:
+      for r, offset in enumerate(range(0, len(tokens), step)):
+        rounds[r].append((slot, start + offset, tokens[offset:offset + step]))
+    for r in sorted(rounds):
+      lanes = rounds[r]
+      for i in range(0, len(lanes), self.lane_sizes[-1]):
+        batch = lanes[i:i + self.lane_sizes[-1]]
+        width = next(c for c in self.chunk_sizes if c >= max(len(t) for _, _, t in batch))
+        count = next(n for n in self.lane_sizes if n >= len(batch))
+        slots = np.full((count,), cache[0].pos.shape[0], np.int32)
+        ids = np.zeros((count, width), np.int32)
+        pos = np.full((count, width), -1, np.int32)
+        for lane, (slot, start, tokens) in enumerate(batch):
+          slots[lane], ids[lane, :len(tokens)] = slot, tokens
+          pos[lane, :len(tokens)] = np.arange(start, start + len(tokens))
+        cache = self._run(self._prefill, self._params, cache, slots, ids, pos)
+    return cache
 
   def register_prefix(self, prefix: str | Sequence[int]) -> int:
     """Prefill a shared prompt prefix (a step type's preamble) once; prompts that start with it reuse its KV.
@@ -167,8 +183,7 @@ class Engine:
     step = self.chunk_sizes[-1]
     length = min(self.max_len, -(-len(tokens) // step) * step)
     cache = self._place(self.model.init_cache(1, length, local_length=self.local_length))
-    for ids, pos in self._chunks(0, tokens):
-      cache = self._run(self._prefill, self._params, cache, jnp.int32(0), ids, pos)
+    cache = self._prefill_lanes(cache, [(0, 0, tokens)])
     self._prefixes.append((tuple(tokens), cache))
     self._prefixes.sort(key=lambda p: -len(p[0]))  # longest match first
     return len(tokens)
@@ -209,25 +224,32 @@ class Engine:
     return request
 
   def _admit(self) -> None:
-    while self._queue and len(self._queue[0].samples) <= len(self._free):
+    """Move queued requests (in order, while their samples fit) into free slots and prefill them together."""
+    admitted = []
+    while self._queue and self._queue[0].n <= len(self._free):
       request = self._queue.popleft()
-      slots = [self._free.pop(0) for _ in range(request.n)]
-      mask = np.zeros(self.num_slots, bool)
+      admitted.append((request, [self._free.pop(0) for _ in range(request.n)]))
+    if not admitted:
+      return
+    mask = np.zeros(self.num_slots, bool)
+    for _, slots in admitted:
       mask[slots] = True
-      self.cache = self._run(self._reset, self.cache, mask)
-      first = jnp.int32(slots[0])
+    self.cache = self._run(self._reset, self.cache, mask)
+    work = []
+    for request, slots in admitted:
       done, prefix_cache = self._matching_prefix(request.prompt)
       if prefix_cache is not None:
-        self.cache = self._run(self._install, self.cache, first, prefix_cache)
+        self.cache = self._run(self._install, self.cache, jnp.int32(slots[0]), prefix_cache)
         self.stats["prefix_tokens_reused"] += done
-      rest = request.prompt[done:-1]
-      for ids, pos in self._chunks(done, rest):
-        self.cache = self._run(self._prefill, self._params, self.cache, first, ids, pos)
-      self.stats["prefill_tokens"] += len(rest)
+      work.append((slots[0], done, request.prompt[done:-1]))  # the last prompt token is the first decode input
+      self.stats["prefill_tokens"] += len(request.prompt) - 1 - done
+    self.cache = self._prefill_lanes(self.cache, work)
+    st = self._state
+    for request, slots in admitted:
       if request.n > 1:
-        mask[slots[0]] = False
-        self.cache = self._run(self._copy, self.cache, first, mask)
-      st = self._state
+        targets = np.zeros(self.num_slots, bool)
+        targets[slots[1:]] = True
+        self.cache = self._run(self._copy, self.cache, jnp.int32(slots[0]), targets)
       for i, slot in enumerate(slots):
         st.tokens[slot], st.positions[slot] = request.prompt[-1], len(request.prompt) - 1
         st.keys[slot] = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(request.key), i)))

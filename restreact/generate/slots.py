@@ -47,21 +47,19 @@ def reset_slots(cache: Cache, mask: jax.Array) -> Cache:
   return [dataclasses.replace(c, pos=jnp.where(mask[:, None], -1, c.pos)) for c in cache]
 
 
-def _slot_view(cache: Cache, slot: jax.Array) -> Cache:
-  take = lambda a: jax.lax.dynamic_slice_in_dim(a, slot, 1, axis=0)
-  return [LayerCache(take(c.k), take(c.v), take(c.pos)) for c in cache]
+def prefill(graphdef, params, cache: Cache, slots: jax.Array, tokens: jax.Array, positions: jax.Array) -> Cache:
+  """Run prompt chunks [L, C] into the caches of `slots` [L] (padding tokens at position -1).
 
-
-def _write_slot(cache: Cache, slot: jax.Array, view: Cache) -> Cache:
-  put = lambda a, b: jax.lax.dynamic_update_slice_in_dim(a, b, slot, axis=0)
+  Lanes whose slot index is out of range (num_slots) are padding: they read a clamped slot and write
+  nothing back, so lane counts can come from a few buckets.
+  """
+  model = nnx.merge(graphdef, params)
+  take = lambda a: jnp.take(a, slots, axis=0, mode="clip")
+  view = [LayerCache(take(c.k), take(c.v), take(c.pos)) for c in cache]
+  _, view = model.hidden_states(tokens, positions=positions, cache=view)
+  put = lambda a, b: a.at[slots].set(b, mode="drop")
   return [LayerCache(put(c.k, v.k), put(c.v, v.v), put(c.pos, v.pos)) for c, v in zip(cache, view)]
 
-
-def prefill(graphdef, params, cache: Cache, slot: jax.Array, tokens: jax.Array, positions: jax.Array) -> Cache:
-  """Run one prompt chunk [1, C] (padding at position -1) through the model into one slot's cache."""
-  model = nnx.merge(graphdef, params)
-  _, view = model.hidden_states(tokens, positions=positions, cache=_slot_view(cache, slot))
-  return _write_slot(cache, slot, view)
 
 
 def copy_slot(cache: Cache, source: jax.Array, targets: jax.Array) -> Cache:
