@@ -27,6 +27,11 @@ from restreact.models.sharding import logical_to_spec
 from restreact.models.tokenizer import Tokenizer
 
 
+@jax.jit
+def _fold_in_many(keys: jax.Array, index: jax.Array) -> jax.Array:
+  return jax.vmap(lambda k, i: jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(k), i)))(keys, index)
+
+
 @dataclasses.dataclass
 class Completion:
   """One sample: new text (cut before a stop string), new token ids, their log-probs, and why it ended."""
@@ -93,6 +98,7 @@ class Engine:
     if eos_ids is None:  # the checkpoint's (instruction-tuned ones list <end_of_turn> too) and the tokenizer's
       eos_ids = sorted(set(cfg.eos_ids) | ({tokenizer.eos_id} if tokenizer is not None else set()))
     self.eos_ids = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
+    self._eos_set = set(int(i) for i in eos_ids)
     self.local_length = cfg.sliding_window + prefill_chunk - 1 if ring_buffers else max_len
     self._graphdef, self._params = nnx.split(model)
     self.cache = self._place(model.init_cache(num_slots, max_len, local_length=self.local_length))
@@ -147,16 +153,24 @@ class Engine:
       raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {self.model.config.vocab_size})")
     return tokens
 
-  def _prefill_lanes(self, cache: ops.Cache, work: list[tuple[int, int, list[int]]]) -> ops.Cache:
-    """Prefill (slot, first position, tokens) items: chunk r of every item in one call (or a few).
+  def _piece_sizes(self, n: int) -> list[int]:
+    """Full prefill chunks, then the remainder padded up to its bucket (one call per piece: on a CPU
+    each call costs ~2 ms, more than the padding saves)."""
+    full, rest = divmod(n, self.chunk_sizes[-1])
+    return [self.chunk_sizes[-1]] * full + ([next(c for c in self.chunk_sizes if c >= rest)] if rest else [])
 
-    Chunk lengths come from `chunk_sizes` and lane counts from `lane_sizes`; padding lanes point at
-    slot num_slots and are dropped on write-back, padding tokens sit at position -1.
+  def _prefill_lanes(self, cache: ops.Cache, work: list[tuple[int, int, list[int]]]) -> ops.Cache:
+    """Prefill (slot, first position, tokens) items: piece r of every item in one call (or a few).
+
+    Lane counts come from `lane_sizes`; padding lanes
+    point at slot num_slots and are dropped on write-back, padding tokens sit at position -1.
     """
-    step, rounds = self.chunk_sizes[-1], collections.defaultdict(list)
+    rounds = collections.defaultdict(list)
     for slot, start, tokens in work:
-      for r, offset in enumerate(range(0, len(tokens), step)):
-        rounds[r].append((slot, start + offset, tokens[offset:offset + step]))
+      offset = 0
+      for r, size in enumerate(self._piece_sizes(len(tokens))):
+        rounds[r].append((slot, start + offset, tokens[offset:offset + size]))
+        offset += size
     for r in sorted(rounds):
       lanes = rounds[r]
       for i in range(0, len(lanes), self.lane_sizes[-1]):
@@ -245,6 +259,7 @@ class Engine:
       self.stats["prefill_tokens"] += len(request.prompt) - 1 - done
     self.cache = self._prefill_lanes(self.cache, work)
     st = self._state
+    keys = iter(self._sample_keys([(request.key, i) for request, slots in admitted for i in range(len(slots))]))
     for request, slots in admitted:
       if request.n > 1:
         targets = np.zeros(self.num_slots, bool)
@@ -252,12 +267,19 @@ class Engine:
         self.cache = self._run(self._copy, self.cache, jnp.int32(slots[0]), targets)
       for i, slot in enumerate(slots):
         st.tokens[slot], st.positions[slot] = request.prompt[-1], len(request.prompt) - 1
-        st.keys[slot] = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(request.key), i)))
+        st.keys[slot] = next(keys)
         st.generated[slot], st.max_new[slot] = 0, request.max_new_tokens
         st.temperature[slot], st.top_k[slot], st.top_p[slot] = request.temperature, request.top_k, request.top_p
         request.samples[i].slot = slot
         self._slot_owner[slot] = (request, i)
       self._live[request.id] = request
+
+  @staticmethod
+  def _sample_keys(pairs: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """fold_in(request key, sample index) for many samples in one device call."""
+    keys = np.stack([k for k, _ in pairs])
+    index = np.asarray([i for _, i in pairs], np.uint32)
+    return np.asarray(_fold_in_many(keys, index))
 
   def step(self) -> list[Request]:
     """Admit queued requests into free slots, run one decode round, and return the requests it finished."""
@@ -298,7 +320,7 @@ class Engine:
     sample.checked = len(sample.tokens)
     if self._state.positions[slot] >= 0:
       return None
-    ended_by_eos = bool(sample.tokens) and sample.tokens[-1] in set(np.asarray(self.eos_ids).tolist())
+    ended_by_eos = bool(sample.tokens) and sample.tokens[-1] in self._eos_set
     text_tokens = sample.tokens[:-1] if ended_by_eos else sample.tokens
     return Completion(decode(text_tokens), list(sample.tokens), list(sample.logprobs),
                       "eos" if ended_by_eos else "length")
