@@ -15,20 +15,26 @@ def _step(model, tokens, positions, cache):
   return model(tokens, positions=positions, cache=cache)
 
 
+def _in_pieces(model, tokens, cache, sizes):
+  """Logits of `tokens` fed through the cache `sizes[i]` tokens at a time."""
+  outs, start = [], 0
+  for size in sizes:
+    positions = np.broadcast_to(np.arange(start, start + size), (tokens.shape[0], size))
+    logits, cache = _step(model, tokens[:, start:start + size], positions, cache)
+    outs.append(np.asarray(logits))
+    start += size
+  assert start == tokens.shape[1]
+  return np.concatenate(outs, axis=1)
+
+
 @pytest.mark.parametrize("preset", ["gemma2-tiny", "gemma3-tiny"])
 @pytest.mark.parametrize("prefill", [1, 5])
 def test_incremental_decoding_equals_full_forward(preset, prefill):
   model = random_model(preset)
   tokens = np.random.default_rng(1).integers(0, 512, (2, LENGTH))
   full = np.asarray(forward(model, tokens))
-  cache = model.init_cache(2, 32)
-  positions = np.broadcast_to(np.arange(LENGTH), tokens.shape)
-  logits, cache = _step(model, tokens[:, :prefill], positions[:, :prefill], cache)
-  steps = [np.asarray(logits)]
-  for t in range(prefill, LENGTH):
-    logits, cache = _step(model, tokens[:, t:t + 1], positions[:, t:t + 1], cache)
-    steps.append(np.asarray(logits))
-  np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4, rtol=0)
+  steps = _in_pieces(model, tokens, model.init_cache(2, 32), [prefill] + [1] * (LENGTH - prefill))
+  np.testing.assert_allclose(steps, full, atol=1e-4, rtol=0)
 
 
 def test_rows_at_different_positions_and_padding():
@@ -59,13 +65,8 @@ def test_window_sized_ring_buffer_equals_full_cache(preset):
   full = np.asarray(forward(model, tokens))
   cache = model.init_cache(1, 32, local_length=8 + 4 - 1)  # window 8, chunks of up to 4 tokens
   assert {c.pos.shape[1] for c in cache} == {32, 11}
-  outs = []
-  for start in range(0, LENGTH, 4):
-    chunk = tokens[:, start:start + 4]
-    pos = np.arange(start, start + chunk.shape[1])[None]
-    logits, cache = _step(model, chunk, pos, cache)
-    outs.append(np.asarray(logits))
-  np.testing.assert_allclose(np.concatenate(outs, axis=1), full, atol=1e-4, rtol=0)
+  chunks = _in_pieces(model, tokens, cache, [4] * (LENGTH // 4) + [LENGTH % 4])
+  np.testing.assert_allclose(chunks, full, atol=1e-4, rtol=0)
 
 
 def test_packed_segments_do_not_attend_to_each_other():

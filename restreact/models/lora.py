@@ -114,11 +114,7 @@ def merge_lora(model: nnx.Module) -> nnx.Module:
   for path, proj in list(_projections(model)):
     if proj.lora_a is not None:
       proj.w.set_value(merged_weight(model, path + ("w",)))
-      proj.lora_a = proj.lora_b = None
-      proj.lora_scale = 0.0
-  if hasattr(model, "lora_config"):
-    del model.lora_config
-  return model
+  return remove_lora(model)
 
 
 def remove_lora(model: nnx.Module) -> nnx.Module:
