@@ -21,6 +21,9 @@ setup(
         "ml_dtypes>=0.5",
         "numpy>=1.26",
         "tqdm>=4.66",
+        "bm25s>=0.3.16",
+        "PyStemmer>=2.2",
+        "requests>=2.31",
     ],
     extras_require={
         # transformers and torch are the reference implementation the tests compare against.
