@@ -119,8 +119,12 @@ class Engine:
     """Commit the cache to its devices up front, so jitted calls see the same placement every time."""
     if self.mesh is None:
       return jax.device_put(cache, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-    shard = lambda a: jax.device_put(a, NamedSharding(self.mesh, logical_to_spec(
-        (("cache_batch", "act_kv_heads", "cache_length", None) if a.ndim == 4 else ("cache_batch", "cache_length")), a.shape, dict(self.mesh.shape))))
+    kv_axes, pos_axes = ("cache_batch", "act_kv_heads", "cache_length", None), ("cache_batch", "cache_length")
+
+    def shard(a):
+      spec = logical_to_spec(kv_axes if a.ndim == 4 else pos_axes, a.shape, dict(self.mesh.shape))
+      return jax.device_put(a, NamedSharding(self.mesh, spec))
+
     return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
 
   def _jit(self):
@@ -229,9 +233,10 @@ class Engine:
       raise ValueError("stop strings need a tokenizer")
     rid = self._next_id
     self._next_id += 1
-    base = jax.random.PRNGKey(seed) if seed is not None else jax.random.fold_in(
-        jax.random.wrap_key_data(self._seed_key), rid)
-    key = np.asarray(jax.random.key_data(base) if not isinstance(base, np.ndarray) else base)
+    if seed is not None:
+      key = np.asarray(jax.random.key_data(jax.random.PRNGKey(seed)))
+    else:  # a fresh stream per request, derived from the engine's seed
+      key = self._sample_keys([(np.asarray(self._seed_key), rid)])[0]
     request = Request(rid, tokens, n, max_new_tokens, float(temperature), int(top_k), float(top_p), tuple(stop),
                       key.astype(np.uint32), [_Sample() for _ in range(n)])
     self._queue.append(request)
