@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["restreact", "restreact.*"]),
+    package_data={"restreact.agent": ["templates/*.txt"]},
     install_requires=[
         "jax>=0.10.2",
         "flax>=0.12.8",
