@@ -1,0 +1,183 @@
+"""The rollout loop: many trajectories in flight, model steps batched on the engine, searches on threads.
+
+Each pass of the loop (1) starts new trajectories while fewer than `max_in_flight` are active,
+(2) feeds back every search that has returned, (3) runs one decode round for every trajectory
+waiting on the model. A trajectory that reaches a search hands it to the thread pool and holds no
+engine slot while it waits, so the engine keeps decoding the others. When nothing is decoding, the
+loop waits for the first search to return.
+
+Finished trajectories are appended to the output JSONL (fsynced) the moment they end, so on
+SIGTERM or Ctrl-C every finished trajectory is on disk; a rerun skips what the file already holds.
+One trajectory's failure (a prompt too long, a bad model output, a broken tool) ends only that one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+
+from tqdm.auto import tqdm
+
+from restreact.agent.machine import AgentConfig, SearchRequest, StepRequest, Trajectory
+from restreact.agent.records import Lineage, TrajectoryRecord, append_records, read_records
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One trajectory to grow: a question (with its reference answer, if known) and a sample index."""
+
+  question_id: str
+  question: str
+  reference: str | None = None
+  sample: int = 0
+
+  @property
+  def key(self) -> str:
+    return f"{self.question_id}#{self.sample}"
+
+
+@dataclasses.dataclass
+class RolloutSummary:
+  """What a rollout did (the records themselves are in the output file)."""
+
+  done: int = 0
+  failed: int = 0
+  skipped: int = 0  # already in the output file from an earlier run
+  searches: int = 0
+  search_errors: int = 0
+  model_steps: int = 0
+  seconds: float = 0.0
+  records: list[TrajectoryRecord] = dataclasses.field(default_factory=list)
+
+
+def _timed_search(tool, query: str, k: int):
+  start = time.perf_counter()
+  try:
+    return tool.search(query, k), None, time.perf_counter() - start
+  except Exception as e:  # any tool failure is an observation for the agent, never a crash of the loop
+    return [], f"{type(e).__name__}: {e}", time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+  """Let SIGTERM unwind like Ctrl-C (only the main thread may install handlers)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handler(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path: str | os.PathLike, *,
+            lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16,
+            progress: bool = True) -> RolloutSummary:
+  """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds."""
+  if max_in_flight < 1 or tool_workers < 1:
+    raise ValueError(f"max_in_flight ({max_in_flight}) and tool_workers ({tool_workers}) must be positive")
+  if len({t.key for t in tasks}) != len(tasks):
+    raise ValueError("tasks must have distinct (question_id, sample) keys")
+  existing = {r.key for r in read_records(out_path)}
+  todo = [t for t in tasks if t.key not in existing]
+  summary = RolloutSummary(skipped=len(tasks) - len(todo))
+  start = time.perf_counter()
+  loop = _Loop(sampler, tool, config, out_path, lineage, summary)
+  with _sigterm_as_interrupt(), cf.ThreadPoolExecutor(tool_workers, thread_name_prefix="search") as pool, \
+      tqdm(total=len(tasks), initial=summary.skipped, desc="rollout", unit="traj", disable=not progress) as bar:
+    loop.pool, loop.bar = pool, bar
+    try:
+      loop.run(todo, max_in_flight)
+    except BaseException:
+      loop.abandon()
+      raise
+    finally:
+      summary.seconds = time.perf_counter() - start
+  return summary
+
+
+class _Loop:
+  """The state of one rollout: active machines, outstanding model steps and searches."""
+
+  def __init__(self, sampler, tool, config, out_path, lineage, summary):
+    self.sampler, self.tool, self.config = sampler, tool, config
+    self.out_path, self.lineage, self.summary = out_path, lineage, summary
+    self.handles: dict = {}  # sampler handle -> (machine, request)
+    self.futures: dict[cf.Future, tuple[Trajectory, SearchRequest]] = {}
+    self.active = 0
+    self.pool = self.bar = None
+
+  def run(self, todo: list[Task], max_in_flight: int) -> None:
+    queue = list(reversed(todo))
+    while queue or self.active:
+      while queue and self.active < max_in_flight:
+        task = queue.pop()
+        machine = Trajectory(task.question, self.config, self.lineage, question_id=task.question_id,
+                             reference=task.reference, sample=task.sample)
+        self.active += 1
+        self._advance(machine)
+      for future in [f for f in self.futures if f.done()]:
+        machine, request = self.futures.pop(future)
+        results, error, latency = future.result()
+        self.summary.searches += 1
+        self.summary.search_errors += error is not None
+        self._guarded(machine, machine.feed_search, request, results, latency, error)
+      if self.sampler.busy:
+        for handle, candidates in self.sampler.poll():
+          machine, request = self.handles.pop(handle)
+          self.summary.model_steps += 1
+          self._guarded(machine, machine.feed_candidates, request, candidates)
+      elif self.futures:
+        cf.wait(list(self.futures), return_when=cf.FIRST_COMPLETED)
+      elif self.active:
+        raise RuntimeError("rollout stalled: active trajectories wait on nothing")
+
+  def _guarded(self, machine: Trajectory, feed, *args) -> None:
+    try:
+      feed(*args)
+    except Exception as e:  # a bug or bad data in one trajectory ends that trajectory only
+      machine.fail(f"internal error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+    self._advance(machine)
+
+  def _advance(self, machine: Trajectory) -> None:
+    try:
+      request = machine.next_request()
+      if isinstance(request, StepRequest):
+        self.handles[self.sampler.submit(request, machine)] = (machine, request)
+      elif isinstance(request, SearchRequest):
+        self.futures[self.pool.submit(_timed_search, self.tool, request.query, request.k)] = (machine, request)
+    except Exception as e:  # e.g. a prompt longer than the engine's max_len
+      machine.fail(f"{type(e).__name__}: {e}")
+    if machine.finished:
+      self._finish(machine)
+
+  def _finish(self, machine: Trajectory) -> None:
+    record = machine.record()
+    append_records(self.out_path, [record])
+    self.summary.records.append(record)
+    self.summary.done += record.status == "done"
+    self.summary.failed += record.status == "failed"
+    self.active -= 1
+    self.bar.update(1)
+    self.bar.set_postfix(done=self.summary.done, failed=self.summary.failed, searching=len(self.futures),
+                         refresh=False)
+
+  def abandon(self) -> None:
+    """On interrupt: withdraw outstanding model steps and queued searches (finished records are on disk)."""
+    for handle in list(self.handles):
+      with contextlib.suppress(Exception):
+        self.sampler.cancel(handle)
+    for future in self.futures:
+      future.cancel()

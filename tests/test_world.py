@@ -1,0 +1,69 @@
+"""The synthetic world: deterministic, searchable, and solved by the scripted solver through the real machine."""
+
+import dataclasses
+
+import pytest
+
+from restreact.agent import parse_step
+from restreact.agent.machine import AgentConfig
+from restreact.agent.records import Lineage, ModelStep, TrajectoryRecord, read_records
+from restreact.agent.rollout import Task, rollout
+from restreact.agent.samplers import ScriptedSampler
+from restreact.data.solver import WorldSolver
+from restreact.data.world import make_world
+from restreact.tools import BM25Search
+
+
+@pytest.fixture(scope="module")
+def world():
+  return make_world(seed=3)
+
+
+def test_same_seed_same_world_and_splits_partition_questions(world):
+  again = make_world(seed=3)
+  assert again.passages == world.passages and again.all_questions == world.all_questions
+  assert make_world(seed=4).passages != world.passages
+  splits = {s: {q.id for q in world.questions(s)} for s in ("train", "dev", "test")}
+  assert sum(map(len, splits.values())) == len(world.questions()) and all(splits.values())
+  assert not (splits["train"] & splits["dev"]) and not (splits["dev"] & splits["test"])
+  assert {len(q.hops) for q in world.questions()} == {2, 3}
+  assert len({p.title for p in world.passages}) == len(world.passages)
+  with pytest.raises(ValueError, match="split"):
+    world.questions("validation")
+
+
+def test_every_hop_fact_is_in_its_passage(world):
+  text = {p.title: p.text for p in world.passages}
+  for q in world.questions():
+    assert q.answer == q.hops[-1].value
+    for hop in q.hops:
+      assert hop.fact in text[hop.title] and hop.value in hop.fact
+
+
+def test_scripted_trajectories_are_correct_and_reparse_to_equal_records(world, tmp_path):
+  corpus = world.write_corpus(tmp_path / "corpus.jsonl")
+  tool = BM25Search(corpus, index_dir=tmp_path / "index")
+  questions = world.questions("dev")
+  config = AgentConfig(num_candidates=2)
+  out = tmp_path / "seed.jsonl"
+  summary = rollout([Task(q.id, q.question, q.answer) for q in questions], ScriptedSampler(WorldSolver(world)), tool,
+                    config, out, lineage=Lineage("scripted", 0, config.fingerprint()), progress=False)
+  assert summary.done == len(questions) and summary.failed == 0
+  records = list(read_records(out))
+  assert sorted(r.key for r in records) == sorted(f"{q.id}#0" for q in questions)
+  for record in records:
+    assert record.final_answer == record.reference
+    assert TrajectoryRecord.from_json(record.to_json()) == record
+    for step in record.steps:
+      if isinstance(step, ModelStep):
+        for candidate in step.candidates:
+          assert parse_step(step.step_type, candidate.text) == candidate.action
+    searches = [s for s in record.model_steps() if s.step_type == "decision"][:-1]
+    assert len(searches) == len(next(q for q in questions if q.id == record.question_id).hops)
+
+
+def test_write_corpus_is_atomic_jsonl(world, tmp_path):
+  path = world.write_corpus(tmp_path / "c.jsonl")
+  lines = path.read_text().splitlines()
+  assert len(lines) == len(world.passages) and not list(tmp_path.glob("*.tmp"))
+  assert dataclasses.asdict(world.passages[0]).keys() == {"id", "title", "text"}
