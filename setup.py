@@ -25,6 +25,10 @@ setup(
         "bm25s>=0.3.16",
         "PyStemmer>=2.2",
         "requests>=2.31",
+        # NQ-open is read with tfds.data_source (ArrayRecord), which needs no TensorFlow.
+        "tensorflow-datasets>=4.9.10",
+        "scipy>=1.11",
+        "matplotlib>=3.8",
     ],
     extras_require={
         # transformers and torch are the reference implementation the tests compare against.

@@ -67,3 +67,12 @@ def test_write_corpus_is_atomic_jsonl(world, tmp_path):
   lines = path.read_text().splitlines()
   assert len(lines) == len(world.passages) and not list(tmp_path.glob("*.tmp"))
   assert dataclasses.asdict(world.passages[0]).keys() == {"id", "title", "text"}
+
+
+def test_world_is_a_question_set():
+  from restreact.data import load_questions
+  test = load_questions("synthetic", seed=3, split="test")
+  assert [r.question for r in test] == [q.question for q in make_world(seed=3).questions("test")]
+  assert test[0].answers == (test[0].answer,) and test[0].source == "synthetic"
+  with pytest.raises(ValueError, match="no path"):
+    load_questions("synthetic", "x.jsonl")

@@ -15,6 +15,8 @@ import os
 import random
 from pathlib import Path
 
+from restreact.data.questions import QuestionRecord, register_question_set
+
 _ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "k", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou"]
 _CODAS = ["", "", "n", "r", "l", "s", "th", "m", "nd", "rk"]
@@ -198,3 +200,14 @@ def _questions(cities, people, orgs, rng) -> list[WorldQuestion]:
     qs.append((f"In which country was {p['name']} born?", (_hop_born_in(p), _hop_country(p["city"]))))
   rng.shuffle(qs)
   return [WorldQuestion(f"world-{i:04d}", text, hops[-1].value, hops, "") for i, (text, hops) in enumerate(qs)]
+
+
+def _load_synthetic(path=None, *, seed: int = 0, split: str | None = None) -> list[QuestionRecord]:
+  """`load_questions("synthetic", seed=0, split="test")`: a generated world's questions (path is unused)."""
+  if path is not None:
+    raise ValueError("the synthetic question set is generated from a seed; it takes no path")
+  return [QuestionRecord(q.id, q.question, q.answer, (q.answer,), "synthetic")
+          for q in make_world(seed).questions(split)]
+
+
+register_question_set("synthetic", _load_synthetic)
