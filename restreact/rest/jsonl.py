@@ -1,0 +1,51 @@
+"""Small JSONL helpers for the ReST stage files: atomic writes and line-numbered reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+  """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def json_lines(path: Path) -> Iterable[tuple[int, dict]]:
+  """(line number, object) for each non-blank line; ValueError names the file and line."""
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such file")
+  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    if not line.strip():
+      continue
+    try:
+      raw = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{number}: not JSON ({e})") from None
+    if not isinstance(raw, dict):
+      raise ValueError(f"{path}:{number}: expected a JSON object, got {type(raw).__name__}")
+    yield number, raw
+
+
+def check_fields(cls, raw: dict, where: str) -> dict:
+  """`raw` if its keys are exactly the dataclass fields of `cls`; else ValueError at `where`."""
+  names = [f.name for f in dataclasses.fields(cls)]
+  if missing := [n for n in names if n not in raw]:
+    raise ValueError(f"{where}: missing fields {missing}")
+  if unknown := sorted(set(raw) - set(names)):
+    raise ValueError(f"{where}: unknown fields {unknown}")
+  return raw
