@@ -50,6 +50,7 @@ class ReplaySampler:
 
   def __init__(self, engine: Engine, policy):
     self.engine, self.policy, self.requests = engine, policy, {}
+    self.engine_seconds = 0.0  # wall time inside engine.step(): prefill and decode
 
   @property
   def busy(self):
@@ -64,7 +65,10 @@ class ReplaySampler:
 
   def poll(self):
     out = []
-    for done in self.engine.step():
+    start = time.perf_counter()
+    finished = self.engine.step()
+    self.engine_seconds += time.perf_counter() - start
+    for done in finished:
       step_type, texts = self.requests.pop(done.id)
       out.append((done.id, [make_candidate(step_type, t, c.logprobs, "stop")
                             for t, c in zip(texts, done.completions())]))
@@ -76,13 +80,14 @@ class ReplaySampler:
 
 def run(engine, world, tool, tasks, config, in_flight):
   sampler = ReplaySampler(engine, WorldSolver(world))
-  before = engine.stats["decoded_tokens"]
+  before = dict(engine.stats)
   with tempfile.TemporaryDirectory() as tmp:
     summary = rollout(tasks, sampler, tool, config, Path(tmp) / "t.jsonl", lineage=Lineage("bench", 0, "x"),
                       max_in_flight=in_flight, tool_workers=in_flight, progress=False)
   assert summary.done == len(tasks), f"{summary.failed} trajectories failed"
-  tokens = engine.stats["decoded_tokens"] - before
-  return summary, tokens
+  delta = {k: engine.stats[k] - before.get(k, 0) for k in ("decoded_tokens", "prefill_tokens", "decode_rounds")}
+  slot_steps = delta["decode_rounds"] * engine.steps_per_round * engine.num_slots
+  return summary, delta, sampler.engine_seconds / summary.seconds, delta["decoded_tokens"] / max(slot_steps, 1)
 
 
 def main():
@@ -131,15 +136,17 @@ def main():
        tasks[:args.serial], 1),
       (f"one at a time, 1-slot engine, {args.tool_delay * 1e3:.0f} ms tool", single, slow, tasks[:args.serial], 1),
       (f"{args.in_flight} in flight, instant tool (no waits)", engine, bm25, tasks, args.in_flight)):
-    summary, tokens = run(eng, world, tool, subset, config, in_flight)
-    rates[name] = (len(subset) / summary.seconds, tokens / summary.seconds)
+    summary, delta, busy, occupancy = run(eng, world, tool, subset, config, in_flight)
+    rates[name] = (len(subset) / summary.seconds, delta["decoded_tokens"] / summary.seconds)
     rows.append([name, str(len(subset)), str(summary.searches), f"{summary.seconds:.1f}",
-                 f"{rates[name][0]:.2f}", f"{rates[name][1]:,.0f}"])
+                 f"{60 * rates[name][0]:.1f}", f"{rates[name][1]:,.0f}", f"{delta['prefill_tokens']:,}",
+                 f"{busy:.0%}", f"{occupancy:.0%}"])
     print(rows[-1], flush=True)
   (par, par_tok), (same, _), (one, _), (_, free_tok) = rates.values()
-  table = markdown_table(["loop", "trajectories", "searches", "seconds", "trajectories/s", "decoded tokens/s"], rows)
-  table += (f"\n\nIn flight vs one at a time: **{par / same:.1f}x** on the same engine, **{par / one:.1f}x** against a "
-            "1-slot engine (target >= 20x). "
+  table = markdown_table(["loop", "trajectories", "searches", "seconds", "trajectories/min", "decoded tokens/s",
+                          "prefill tokens", "engine busy", "slot occupancy"], rows)
+  table += (f"\n\nIn flight vs one at a time: **{par / same:.1f}x** trajectories/min on the same engine, "
+            f"**{par / one:.1f}x** against a 1-slot engine (target >= 20x). "
             f"Decode throughput with the {args.tool_delay * 1e3:.0f} ms tool vs with no tool waits: "
             f"**{par_tok / free_tok:.0%}** (target >= 80%).")
   print(table)
@@ -148,7 +155,9 @@ def main():
            "Each step decodes exactly as many tokens as the scripted solver's action and then takes that action "
            "(a random model writes no valid action), so trajectories search and branch like real ones. "
            "Synthetic-world questions (2 and 3 hops), BM25 top-3, the tool sleeps to the stated latency. "
-           "Wall time of `rollout(...)` after a warm-up run that compiles every shape.")
+           "Wall time of `rollout(...)` after a warm-up run that compiles every shape. Engine busy: share of the wall "
+           "time spent inside `Engine.step` (prefill + decode); slot occupancy: decoded tokens / (decode rounds x "
+           "steps per round x slots).")
   append("Rollout loop with a slow search tool, CPU", table, notes, path=args.append_to)
 
 
