@@ -22,7 +22,7 @@ class TrainConfig:
   seq_len: int = 1024  # tokens per packed row (the longest bucket)
   buckets: tuple[int, ...] | None = None  # row lengths; None: seq_len/4, seq_len/2, seq_len
   learning_rate: float = 1e-4  # peak, reached after warmup
-  warmup_steps: int = 100
+  warmup_steps: int = 0
   schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warmup
   end_lr_fraction: float = 0.0  # final learning rate / peak
   weight_decay: float = 0.0

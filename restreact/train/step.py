@@ -125,7 +125,8 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, tx: optax.Gradi
       master = weights
     else:
       params, master = weights, None
-    metrics = {"loss": total / denom, "target_tokens": count, "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": optax.global_norm(grads),
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(w)) for w in jax.tree.leaves(weights)]))
+    metrics = {"finite": finite, "loss": total / denom, "target_tokens": count, "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": optax.tree.norm(grads),
                "learning_rate": schedule(state.step)}
     return TrainState(state.step + 1, params, master, opt_state, state.rng), metrics
 

@@ -30,7 +30,7 @@ RUN_FILE = "run.json"
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or infinite; the run stopped without saving the bad state."""
+  """The loss or the updated weights became NaN or infinite; the run stopped without saving that state."""
 
 
 @dataclasses.dataclass
@@ -145,8 +145,6 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
   mesh = mesh if mesh is not None else make_mesh()
   _check_inputs(model, tokenizer, examples, config, mesh)
   workdir = Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-
   dataset = PackedDataset(tokenizer, examples, buckets=config.bucket_lengths,
                           rows_per_step=config.batch_size // jax.process_count(),
                           process_index=jax.process_index(), process_count=jax.process_count())
@@ -158,6 +156,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
                 "seq_len=%d)", truncated, total, dropped, config.seq_len)
 
   model = prepare_model(model, config)
+  workdir.mkdir(parents=True, exist_ok=True)
   _check_run_file(workdir, config, model, _fingerprint(examples))
   shard_model(model, mesh)
   graphdef, params, frozen = nnx.split(model, trainable_filter(config), ...)
@@ -221,11 +220,14 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
         now = time.perf_counter()
         metrics["tokens_per_s"] = metrics["tokens"] / (now - tick)
         tick = now
-        if not math.isfinite(metrics["loss"]):
+        weights_finite = bool(metrics.pop("finite"))
+        if not (math.isfinite(metrics["loss"]) and weights_finite):
           writer.write(step, metrics)
           good = ckpts.latest_step()
+          what = (f"loss is {metrics['loss']}" if not math.isfinite(metrics["loss"])
+                  else f"weights became non-finite (gradient norm {metrics['grad_norm']})")
           raise NonFiniteLossError(
-              f"loss is {metrics['loss']} at step {step}; training stopped. "
+              f"{what} at step {step}; training stopped. "
               + (f"The last good checkpoint is step {good} in {workdir}." if good is not None
                  else "No checkpoint was saved before it."))
         last_loss = position["loss"] = metrics["loss"]
