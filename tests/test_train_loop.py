@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from restreact.models import make_mesh
 from restreact.train import Example, NonFiniteLossError, TrainConfig, load_trained, read_metrics, train
@@ -51,6 +52,9 @@ def test_learns_a_synthetic_mapping(tok, tmp_path, lora):
   by_step = dict(zip((20, 40, 60), scores))
   assert result.best_score == max(scores) == by_step[int(result.best_checkpoint.name)]
   assert accuracy(load_trained(tiny_model(), result.best_checkpoint, config), tok, examples) == result.best_score
+  final = load_trained(tiny_model(), result.checkpoint, config)  # weights out of a whole resume checkpoint
+  for a, b in zip(jax.tree.leaves(nnx.state(final, nnx.Param)), jax.tree.leaves(nnx.state(result.model, nnx.Param))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # Metrics: JSONL per step and TensorBoard event files.
   records = read_metrics(result.metrics_path)
   steps = [r for r in records if "loss" in r]

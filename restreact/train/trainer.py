@@ -167,6 +167,9 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
   replicated = NamedSharding(mesh, PartitionSpec())
   local_rows = config.micro_batch // jax.process_count()
   in_batch = batch_sharding(mesh, (config.grad_accum, config.micro_batch, config.seq_len))
+  if in_batch.spec[1] is None and mesh.shape["data"] * mesh.shape["fsdp"] > 1:
+    log.warning("micro-batch of %d rows does not divide over the %d data-parallel devices: every device computes "
+                "all rows", config.micro_batch, mesh.shape["data"] * mesh.shape["fsdp"])
   step_fn = jax.jit(make_train_step(graphdef, config, tx), donate_argnums=(0,),
                     in_shardings=(state_shardings, frozen_shardings, in_batch),
                     out_shardings=(state_shardings, replicated))
@@ -217,9 +220,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
         step += 1
         position["index"] += 1
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        now = time.perf_counter()
-        metrics["tokens_per_s"] = metrics["tokens"] / (now - tick)
-        tick = now
+        metrics["tokens_per_s"] = metrics["tokens"] / (time.perf_counter() - tick)
         weights_finite = bool(metrics.pop("finite"))
         if not (math.isfinite(metrics["loss"]) and weights_finite):
           writer.write(step, metrics)
@@ -244,6 +245,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
             ckpts.save(step, state, position)
           preempted = True
           break
+        tick = time.perf_counter()  # tokens/s counts data and step time, not checkpoints or evals
       ckpts.wait()
   finally:
     writer.close()
