@@ -21,8 +21,8 @@ def tok(tmp_path_factory):
 
 def _examples(n, seed=0, max_words=12):
   rng = np.random.default_rng(seed)
-  return [Example(" ".join(rng.choice(WORDS, rng.integers(1, max_words))), " ".join(rng.choice(WORDS, rng.integers(1, 4))))
-          for _ in range(n)]
+  return [Example(" ".join(rng.choice(WORDS, rng.integers(1, max_words))),
+                  " ".join(rng.choice(WORDS, rng.integers(1, 4)))) for _ in range(n)]
 
 
 def test_example_layout_and_loss_on_target_only(tok):

@@ -115,18 +115,16 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, tx: optax.Gradi
     (grads, total, count), _ = jax.lax.scan(accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
     denom = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denom, grads)
-    weights = state.master if state.master is not None else state.params
-    updates, opt_state = tx.update(grads if state.master is not None else
-                                   jax.tree.map(lambda g, p: g.astype(p.dtype), grads, weights),
-                                   state.opt_state, weights)
+    weights = state.master if state.master is not None else state.params  # float32 either way
+    updates, opt_state = tx.update(grads, state.opt_state, weights)
     weights = optax.apply_updates(weights, updates)
     if state.master is not None:
-      params = jax.tree.map(lambda m, p: m.astype(p.dtype), weights, state.params)
-      master = weights
+      params, master = jax.tree.map(lambda m, p: m.astype(p.dtype), weights, state.params), weights
     else:
       params, master = weights, None
     finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(w)) for w in jax.tree.leaves(weights)]))
-    metrics = {"finite": finite, "loss": total / denom, "target_tokens": count, "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": optax.tree.norm(grads),
+    metrics = {"finite": finite, "loss": total / denom, "target_tokens": count,
+               "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": optax.tree.norm(grads),
                "learning_rate": schedule(state.step)}
     return TrainState(state.step + 1, params, master, opt_state, state.rng), metrics
 

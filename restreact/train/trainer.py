@@ -221,25 +221,17 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
         position["index"] += 1
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         metrics["tokens_per_s"] = metrics["tokens"] / (time.perf_counter() - tick)
-        weights_finite = bool(metrics.pop("finite"))
-        if not (math.isfinite(metrics["loss"]) and weights_finite):
-          writer.write(step, metrics)
-          good = ckpts.latest_step()
-          what = (f"loss is {metrics['loss']}" if not math.isfinite(metrics["loss"])
-                  else f"weights became non-finite (gradient norm {metrics['grad_norm']})")
-          raise NonFiniteLossError(
-              f"{what} at step {step}; training stopped. "
-              + (f"The last good checkpoint is step {good} in {workdir}." if good is not None
-                 else "No checkpoint was saved before it."))
+        _check_finite(metrics, step, writer, ckpts, workdir)
         last_loss = position["loss"] = metrics["loss"]
-        if step % config.log_every == 0 or step == config.total_steps:
+        last = step == config.total_steps
+        if step % config.log_every == 0 or last:
           writer.write(step, metrics)
         writer.progress(step, last_loss)
-        if step % config.save_every == 0 or step == config.total_steps:
+        if step % config.save_every == 0 or last:
           ckpts.save(step, state, position)
-        if eval_fn is not None and (step == config.total_steps or (config.eval_every and step % config.eval_every == 0)):
+        if eval_fn is not None and (last or (config.eval_every and step % config.eval_every == 0)):
           evaluate(step)
-        if preemption.requested() and step < config.total_steps:
+        if not last and preemption.requested():
           log.warning("SIGTERM: saving step %d in %s and stopping", step, workdir)
           if ckpts.latest_step() != step:
             ckpts.save(step, state, position)
@@ -257,6 +249,20 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
                      checkpoint=ckpts.latest_path(), best_checkpoint=ckpts.best_path(),
                      best_score=_best_score(ckpts), metrics_path=writer.path, examples=total,
                      truncated=truncated, dropped=dropped, preempted=preempted)
+
+
+def _check_finite(metrics: dict, step: int, writer: MetricsWriter, ckpts: Checkpoints, workdir: Path) -> None:
+  """Raise NonFiniteLossError (after logging the step) when the loss or the updated weights are not finite."""
+  weights_finite = bool(metrics.pop("finite"))
+  if math.isfinite(metrics["loss"]) and weights_finite:
+    return
+  writer.write(step, metrics)
+  good = ckpts.latest_step()
+  what = (f"loss is {metrics['loss']}" if not math.isfinite(metrics["loss"])
+          else f"weights became non-finite (gradient norm {metrics['grad_norm']})")
+  raise NonFiniteLossError(f"{what} at step {step}; training stopped. "
+                           + (f"The last good checkpoint is step {good} in {workdir}." if good is not None
+                              else "No checkpoint was saved before it."))
 
 
 def _best_score(ckpts: Checkpoints) -> float | None:
