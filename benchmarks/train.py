@@ -135,7 +135,7 @@ def main():
     if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
       raise SystemExit("--gpu needs a GPU visible to both JAX and PyTorch")
     cfg, dtype, device = GemmaConfig.preset("gemma3-1b"), "bfloat16", "cuda"
-    runs = [("full", False, args.batch or 8, args.seq_len or 2048)]
+    runs = [("full", False, args.batch or 4, args.seq_len or 2048)]
   else:
     cfg, dtype, device = SMALL, "float32", "cpu"
     runs = [(mode, mode == "LoRA r=8", args.batch or 4, args.seq_len or 256) for mode in ("LoRA r=8", "full")]

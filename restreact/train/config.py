@@ -108,14 +108,6 @@ class TrainConfig:
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
-  @classmethod
-  def from_json(cls, text: str) -> TrainConfig:
-    raw = json.loads(text)
-    for name in ("buckets", "lora_targets"):
-      if raw.get(name) is not None:
-        raw[name] = tuple(raw[name])
-    return cls(**raw)
-
 
 # Fields that may change between a run and its resumption without changing what is being trained.
 RESUMABLE_CHANGES = frozenset({"save_every", "keep", "eval_every", "log_every", "progress"})
