@@ -48,8 +48,8 @@ class TrainConfig:
     for name in ("total_steps", "batch_size", "seq_len", "grad_accum", "save_every", "keep", "log_every"):
       if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
         problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-    if not self.learning_rate > 0:
-      problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+    if not 0 < self.learning_rate < float("inf"):
+      problems.append(f"learning_rate must be positive and finite, got {self.learning_rate}")
     if not 0 <= self.warmup_steps <= self.total_steps:
       problems.append(f"warmup_steps={self.warmup_steps} must be in [0, total_steps={self.total_steps}]")
     if self.schedule not in SCHEDULES:

@@ -99,22 +99,26 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, tx: optax.Gradi
   """
   schedule = learning_rate_schedule(config)
 
-  def sums(params, frozen, micro):
+  def scaled(params, frozen, micro, denom):
     total, count = batch_loss(nnx.merge(graphdef, params, frozen), micro)
-    return total, count
+    return total / denom, count
 
-  grad_fn = jax.value_and_grad(sums, has_aux=True)
+  grad_fn = jax.value_and_grad(scaled, has_aux=True)
 
   def step(state: TrainState, frozen: nnx.State, batch: dict[str, jax.Array]):
-    def accumulate(carry, micro):
-      grads, total, count = carry
-      (t, c), g = grad_fn(state.params, frozen, micro)
-      return (jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g), total + t, count + c), None
+    denom = jnp.maximum(jnp.sum(batch["weights"]), 1.0)  # target tokens of the whole step, known up front
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-    (grads, total, count), _ = jax.lax.scan(accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
-    denom = jnp.maximum(count, 1.0)
-    grads = jax.tree.map(lambda g: g / denom, grads)
+    def accumulate(carry, micro):
+      grads, loss, count = carry
+      (l, c), g = grad_fn(state.params, frozen, micro, denom)
+      return (jax.tree.map(lambda a, b: a + b.astype(jnp.float32), grads, g), loss + l, count + c), None
+
+    if config.grad_accum == 1:  # no scan: spares a zeroed float32 copy of the gradients and an add
+      (loss, count), grads = grad_fn(state.params, frozen, jax.tree.map(lambda x: x[0], batch), denom)
+      grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
+    else:
+      zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+      (grads, loss, count), _ = jax.lax.scan(accumulate, (zeros, jnp.float32(0), jnp.float32(0)), batch)
     weights = state.master if state.master is not None else state.params  # float32 either way
     updates, opt_state = tx.update(grads, state.opt_state, weights)
     weights = optax.apply_updates(weights, updates)
@@ -122,9 +126,11 @@ def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, tx: optax.Gradi
       params, master = jax.tree.map(lambda m, p: m.astype(p.dtype), weights, state.params), weights
     else:
       params, master = weights, None
-    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(w)) for w in jax.tree.leaves(weights)]))
-    metrics = {"finite": finite, "loss": total / denom, "target_tokens": count,
-               "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": optax.tree.norm(grads),
+    grad_norm = optax.tree.norm(grads)
+    # Finite loss and gradients give finite Adam updates, so the new weights are finite too: no pass over them.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    metrics = {"finite": finite, "loss": loss, "target_tokens": count,
+               "tokens": jnp.sum(batch["segment_ids"] > 0), "grad_norm": grad_norm,
                "learning_rate": schedule(state.step)}
     return TrainState(state.step + 1, params, master, opt_state, state.rng), metrics
 

@@ -30,7 +30,7 @@ RUN_FILE = "run.json"
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The loss or the updated weights became NaN or infinite; the run stopped without saving that state."""
+  """The loss or the gradients became NaN or infinite; the run stopped without saving that state."""
 
 
 @dataclasses.dataclass
@@ -252,14 +252,14 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
 
 
 def _check_finite(metrics: dict, step: int, writer: MetricsWriter, ckpts: Checkpoints, workdir: Path) -> None:
-  """Raise NonFiniteLossError (after logging the step) when the loss or the updated weights are not finite."""
-  weights_finite = bool(metrics.pop("finite"))
-  if math.isfinite(metrics["loss"]) and weights_finite:
+  """Raise NonFiniteLossError (after logging the step) when the loss or the gradients are not finite."""
+  finite = bool(metrics.pop("finite"))
+  if finite:
     return
   writer.write(step, metrics)
   good = ckpts.latest_step()
   what = (f"loss is {metrics['loss']}" if not math.isfinite(metrics["loss"])
-          else f"weights became non-finite (gradient norm {metrics['grad_norm']})")
+          else f"gradients became non-finite (norm {metrics['grad_norm']})")
   raise NonFiniteLossError(f"{what} at step {step}; training stopped. "
                            + (f"The last good checkpoint is step {good} in {workdir}." if good is not None
                               else "No checkpoint was saved before it."))
