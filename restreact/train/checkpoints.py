@@ -8,6 +8,7 @@ it when complete, so a run killed while saving leaves the previous checkpoint in
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 from pathlib import Path
@@ -76,8 +77,9 @@ class Checkpoints:
 
   def save(self, step: int, state, data: dict[str, Any]) -> None:
     """Start saving `state` and the data position `data` at `step` (asynchronous; `wait` to finish)."""
+    # A copy of `data`: the loop moves on (and changes its position) while orbax writes in the background.
     self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_nested(state)),
-                                                   data=ocp.args.JsonSave(data)), force=True)
+                                                   data=ocp.args.JsonSave(copy.deepcopy(data))), force=True)
 
   def restore(self, step: int, like, shardings) -> tuple[Any, dict[str, Any]]:
     """The state saved at `step`, placed on `shardings`, and its data position."""

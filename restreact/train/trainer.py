@@ -139,7 +139,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
   A workdir that holds checkpoints of the same run resumes from the latest one. `mesh` defaults to all
   devices on the fsdp axis. `eval_fn(model) -> score` runs every `eval_every` steps and at the end; the
   trainable weights with the best score are kept under workdir/best. Raises NonFiniteLossError when the
-  loss is NaN or infinite (checkpoints saved before stay).
+  loss or the gradients are NaN or infinite (checkpoints saved before stay).
   """
   examples = list(examples)
   mesh = mesh if mesh is not None else make_mesh()
