@@ -22,6 +22,7 @@ setup(
         "ml_dtypes>=0.5",
         "numpy>=1.26",
         "tqdm>=4.66",
+        "tensorboardX>=2.6",
         "bm25s>=0.3.16",
         "PyStemmer>=2.2",
         "requests>=2.31",
@@ -33,5 +34,7 @@ setup(
     extras_require={
         # transformers and torch are the reference implementation the tests compare against.
         "test": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6"],
+        # peft: the LoRA fine-tuning baseline of benchmarks/train.py (not needed by the tests).
+        "bench": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6", "peft>=0.17"],
     },
 )

@@ -1,1 +1,9 @@
 """Supervised fine-tuning on per-step examples: LoRA or full, sharded, preemption-safe (issue 5)."""
+
+from restreact.train.config import TrainConfig
+from restreact.train.data import Example
+from restreact.train.metrics import read_metrics
+from restreact.train.trainer import NonFiniteLossError, TrainResult, load_trained, prepare_model, train
+
+__all__ = ["Example", "NonFiniteLossError", "TrainConfig", "TrainResult", "load_trained", "prepare_model",
+           "read_metrics", "train"]

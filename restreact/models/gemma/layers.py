@@ -49,19 +49,20 @@ class Projection(nnx.Module):
     self.lora_b: nnx.LoRAParam | None = nnx.data(None)
     self.lora_scale = 0.0
 
-  def _contract(self, x: jax.Array, w: jax.Array) -> jax.Array:
-    n = len(self.in_shape)
-    dims = ((tuple(range(x.ndim - n, x.ndim)), tuple(range(n))), ((), ()))
-    return jax.lax.dot_general(x, w.astype(self.dtype), dims)
-
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = x.astype(self.dtype)
-    y = self._contract(x, self.w[...])
+    # One 2-D matmul per weight ([tokens, in] @ [in, out]) rather than a dot_general over [batch, length, ...]:
+    # XLA:CPU then needs no transposing copies in the backward pass (fine-tuning steps 1.4-1.8x faster on CPU).
+    n = len(self.in_shape)
+    lead = x.shape[:x.ndim - n]
+    x2 = x.astype(self.dtype).reshape(math.prod(lead), math.prod(self.in_shape))
+    y = x2 @ self._matrix(self.w[...], n)
     if self.lora_a is not None:
-      low = self._contract(x, self.lora_a[...])
-      y = y + self.lora_scale * jax.lax.dot_general(
-          low, self.lora_b[...].astype(self.dtype), (((low.ndim - 1,), (0,)), ((), ())))
-    return y
+      y = y + self.lora_scale * ((x2 @ self._matrix(self.lora_a[...], n)) @ self._matrix(self.lora_b[...], 1))
+    return y.reshape(lead + self.out_shape)
+
+  def _matrix(self, w: jax.Array, rows: int) -> jax.Array:
+    """`w` in the compute dtype as a matrix: its first `rows` axes flattened into one, the rest into another."""
+    return w.astype(self.dtype).reshape(math.prod(w.shape[:rows]), -1)
 
 
 class GeGLU(nnx.Module):
