@@ -8,7 +8,6 @@ Random weights are created with transformers, saved as a HF directory, and loade
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ import transformers
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.report import append, markdown_table  # noqa: E402
+from benchmarks.report import append, markdown_table, require_gpu, shape_parser  # noqa: E402
 from restreact.models import from_pretrained  # noqa: E402
 from restreact.models.gemma.hf_config import to_hf_config  # noqa: E402
 from restreact.models import GemmaConfig  # noqa: E402
@@ -92,16 +91,9 @@ def run(cfg: GemmaConfig, *, batch: int, seq_len: int, dtype: str, device: str, 
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--gpu", action="store_true", help="Gemma-3-1B shape in bfloat16 on the GPU")
-  parser.add_argument("--batch", type=int, default=None)
-  parser.add_argument("--seq-len", type=int, default=None)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--append-to", default=None, help="file to append the table to (default BENCHMARKS.md)")
-  args = parser.parse_args()
+  args = shape_parser(__doc__, "Gemma-3-1B shape in bfloat16 on the GPU").parse_args()
   if args.gpu:
-    if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
-      raise SystemExit("--gpu needs a GPU visible to both JAX and PyTorch")
+    require_gpu()
     cfg, dtype, device = GemmaConfig.preset("gemma3-1b"), "bfloat16", "cuda"
     shapes = [(args.batch or 8, args.seq_len or 2048), (args.batch or 32, args.seq_len or 512)]
   else:

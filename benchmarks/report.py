@@ -64,3 +64,22 @@ def append(title: str, table: str, notes: str = "", path: str | os.PathLike | No
   with open(path, "a", encoding="utf-8") as f:
     f.write(block)
   return path
+
+
+def shape_parser(doc: str, gpu_help: str):
+  """The command line shared by the forward and training benchmarks."""
+  import argparse
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument("--gpu", action="store_true", help=gpu_help)
+  parser.add_argument("--batch", type=int, default=None)
+  parser.add_argument("--seq-len", type=int, default=None)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--append-to", default=None, help="file to append the table to (default BENCHMARKS.md)")
+  return parser
+
+
+def require_gpu() -> None:
+  """Exit with a message unless both JAX and PyTorch see a GPU."""
+  import torch
+  if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
+    raise SystemExit("--gpu needs a GPU visible to both JAX and PyTorch")

@@ -10,7 +10,6 @@ identical parameters; the first step's losses are checked to agree.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.forward import PEAK_BF16_FLOPS, SMALL, forward_flops_per_token  # noqa: E402
-from benchmarks.report import append, markdown_table  # noqa: E402
+from benchmarks.report import append, markdown_table, require_gpu, shape_parser  # noqa: E402
 from restreact.models import GemmaConfig, from_pretrained  # noqa: E402
 from restreact.models.gemma.hf_config import to_hf_config  # noqa: E402
 from restreact.train import TrainConfig, prepare_model  # noqa: E402
@@ -124,16 +123,9 @@ def run(cfg: GemmaConfig, *, lora: bool, batch: int, seq_len: int, dtype: str, d
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--gpu", action="store_true", help="Gemma-3-1B shape, bfloat16 full fine-tuning on the GPU")
-  parser.add_argument("--batch", type=int, default=None)
-  parser.add_argument("--seq-len", type=int, default=None)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--append-to", default=None, help="file to append the table to (default BENCHMARKS.md)")
-  args = parser.parse_args()
+  args = shape_parser(__doc__, "Gemma-3-1B shape, bfloat16 full fine-tuning on the GPU").parse_args()
   if args.gpu:
-    if jax.devices()[0].platform != "gpu" or not torch.cuda.is_available():
-      raise SystemExit("--gpu needs a GPU visible to both JAX and PyTorch")
+    require_gpu()
     cfg, dtype, device = GemmaConfig.preset("gemma3-1b"), "bfloat16", "cuda"
     runs = [("full", False, args.batch or 4, args.seq_len or 2048)]
   else:
