@@ -28,6 +28,13 @@ from restreact.models.gemma.config import gemma3_layer_types  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, from NVIDIA's data sheets
 
+
+def mfu_cells(flops: float, *seconds: float) -> list[str]:
+  """Model FLOPs utilisation of each timing against the GPU's dense bf16 peak ("n/a" for an unknown GPU)."""
+  kind = jax.devices()[0].device_kind
+  peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in kind), None)
+  return [f"{flops / t / peak:.1%}" if peak else "n/a" for t in seconds]
+
 SMALL = GemmaConfig.preset("gemma3-1b").replace(vocab_size=16_384, embed_dim=512, hidden_dim=2048, num_layers=6,
                                                   num_heads=8, num_kv_heads=4, head_dim=64, sliding_window=128,
                                                   query_pre_attn_scalar=64, layer_types=gemma3_layer_types(6))
@@ -107,10 +114,7 @@ def main():
     row = [f"{batch}x{seq_len}", f"{r['ours']:,.0f}", f"{r['theirs']:,.0f} ({r['attn']})",
            f"{r['ours'] / r['theirs']:.2f}x", f"{r['diff']:.1e}"]
     if args.gpu:
-      kind = jax.devices()[0].device_kind
-      peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in kind), None)
-      mfu = lambda t: f"{r['flops'] / t / peak:.1%}" if peak else "n/a"
-      row += [mfu(r["t_ours"]), mfu(r["t_theirs"])]
+      row += mfu_cells(r["flops"], r["t_ours"], r["t_theirs"])
     rows.append(row)
     print(row, flush=True)
   header = ["batch x length", "restreact tokens/s", "transformers tokens/s", "ratio", "max abs logit diff"]

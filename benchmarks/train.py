@@ -25,7 +25,7 @@ import transformers
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.forward import PEAK_BF16_FLOPS, SMALL, forward_flops_per_token  # noqa: E402
+from benchmarks.forward import SMALL, forward_flops_per_token, mfu_cells  # noqa: E402
 from benchmarks.report import append, markdown_table, require_gpu, shape_parser  # noqa: E402
 from restreact.models import GemmaConfig, from_pretrained  # noqa: E402
 from restreact.models.gemma.hf_config import to_hf_config  # noqa: E402
@@ -138,10 +138,7 @@ def main():
     row = [mode, f"{batch}x{seq_len}", f"{r['ours']:,.0f}", f"{r['theirs']:,.0f} ({r['attn']})",
            f"{r['ours'] / r['theirs']:.2f}x", f"{r['loss_diff']:.1e}"]
     if args.gpu:
-      kind = jax.devices()[0].device_kind
-      peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in kind), None)
-      mfu = lambda t: f"{r['flops'] / t / peak:.1%}" if peak else "n/a"
-      row += [mfu(r["t_ours"]), mfu(r["t_theirs"])]
+      row += mfu_cells(r["flops"], r["t_ours"], r["t_theirs"])
     rows.append(row)
     print(row, flush=True)
   header = ["fine-tuning", "batch x length", "restreact tokens/s", "transformers+peft tokens/s", "ratio",
