@@ -208,11 +208,16 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing(data, tmp_path):
   with pytest.raises(ValueError, match="stray.jsonl.*'nobody#0'"):
     build_mixture([dataclasses.replace(sources(data)[1], rankings_path=stray)], out, seed=0)
   assert list(tmp_path.iterdir()) == [stray]  # no output, no temp files
-  # a source of only failed trajectories has nothing to give
+  # a source of only failed trajectories has nothing to give: it takes no share; alone, it is an error
   only_failed = tmp_path / "failed.jsonl"
   only_failed.write_text(data["records"][data["qs"][3].id].to_json() + "\n")
-  with pytest.raises(ValueError, match="'gen2' has no examples"):
-    build_mixture([sources(data)[0], MixtureSource("gen2", only_failed, None, 1, 2)], out, seed=0)
+  with pytest.raises(ValueError, match="no source has examples: gen2"):
+    build_mixture([MixtureSource("gen2", only_failed, None, 1, 2)], out, seed=0)
+  card = build_mixture([sources(data)[0], MixtureSource("gen2", only_failed, None, 1, 2)], out, seed=0)
+  assert [s.taken for s in card.sources] == [card.examples, 0] and card.examples == card.sources[0].unique
+  out.unlink()
+  for name in ("card.json", "card.md"):
+    (tmp_path / name).unlink()
   # one card per folder
   build_mixture(sources(data), out, seed=0)
   with pytest.raises(ValueError, match="another mixture"):

@@ -193,9 +193,11 @@ class Engine:
   def register_prefix(self, prefix: str | Sequence[int]) -> int:
     """Prefill a shared prompt prefix (a step type's preamble) once; prompts that start with it reuse its KV.
 
-    Returns the prefix's token count. A string gets BOS, like a string prompt.
+    Returns the prefix's token count. A string gets BOS, like a string prompt. Registering twice is a no-op.
     """
     tokens = self._tokens(prefix)
+    if any(known == tuple(tokens) for known, _ in self._prefixes):  # registered already: nothing to prefill
+      return len(tokens)
     if len(tokens) >= self.max_len:
       raise ValueError(f"prefix of {len(tokens)} tokens does not fit max_len={self.max_len}")
     step = self.chunk_sizes[-1]

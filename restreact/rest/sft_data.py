@@ -5,7 +5,8 @@ models are prompted without exemplars) and, as the target, the top-ranked candid
 ranking stage's `StepRanking`, even when that order is the perplexity fallback) or, for a step with
 no ranking, the candidate the policy chose. Candidates that failed to parse are never targets.
 
-Mixture rule (`build_mixture`): a source's weight is its share of the final mixture, always.
+Mixture rule (`build_mixture`): a source's weight is its share of the final mixture (among the sources
+that have examples: one whose trajectories all failed gets no share, and the card shows it took none).
   1. Examples are read from every source in the order given, and deduplicated by (prompt, target):
      the first occurrence is kept (earlier sources win), later ones are counted as duplicates.
   2. The mixture has `size` examples; without `size` it has as many as there are unique examples.
@@ -263,12 +264,13 @@ def build_mixture(sources: Sequence[MixtureSource], out_path: str | os.PathLike,
     unique.append(kept)
     stats.append(stat)
   total_unique = sum(map(len, unique))
+  if not total_unique:
+    raise ValueError(f"no source has examples: {', '.join(names)} (did every trajectory fail?)")
   size = total_unique if size is None else size
-  parts = allocate(size, [s.weight for s in sources])
+  # A source without examples (a generation whose trajectories all failed) gets no share; the others split it.
+  parts = allocate(size, [s.weight if kept else 0.0 for s, kept in zip(sources, unique)])
   mixture, taken = [], []
   for s, kept, n in zip(sources, unique, parts):
-    if n and not kept:
-      raise ValueError(f"source {s.name!r} has no examples but its weight asks for {n} of {size}")
     chosen = _sample(kept, n, random.Random(f"{seed}:{s.name}"))
     taken.append(chosen)
     mixture.extend(chosen)

@@ -1,0 +1,104 @@
+"""Settings shared by every experiment: the paper's numbers for real runs, and the CPU `demo` variant.
+
+An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `common.get_config(2, "xs", arg)`:
+run the ReST loop up to generation 2 and deliver the XS model. Generation 0 is the pilot.
+Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted), "pilot:l" /
+"gen1:l" / "gen2:l" (a size fine-tuned in that generation), or "exact_match" (judge only; a
+deterministic stand-in for CPU demos, where no instruction-tuned model exists).
+"""
+
+import ml_collections
+
+SIZES = ("l", "s", "xs")
+GENERATIONS = ("pilot", "gen1", "gen2")
+# L/S/XS are the paper's PaLM 2 sizes; Gemma 3 27B/4B/1B stand in (12B for L and 270M for XS also load).
+GEMMA3_SIZES = {"l": "gemma3-27b", "s": "gemma3-4b", "xs": "gemma3-1b"}
+
+
+def _model(num_candidates: int, lora_rank) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      checkpoint="",  # a Hugging Face Gemma 2/3 folder (config.json, *.safetensors, tokenizer.model)
+      preset="",  # instead of a checkpoint: a GemmaConfig preset with random weights (tests and demos)
+      overrides={},  # GemmaConfig fields to change in the preset
+      dtype="bfloat16",
+      num_candidates=num_candidates,  # samples per step (paper: 4 for L and S, 16 for XS)
+      train=dict(lora_rank=lora_rank),  # TrainConfig fields that differ from config.train for this size
+  ))
+
+
+def get_config(generation: int, size: str, variant: str = "") -> ml_collections.ConfigDict:
+  """The experiment that ends with generation `generation` (0 = pilot) and delivers model `size`."""
+  if size not in SIZES or generation not in range(len(GENERATIONS)):
+    raise ValueError(f"unknown experiment {generation=} {size=}")
+  c = ml_collections.ConfigDict()
+  c.experiment = f"{GENERATIONS[generation]}_{size}"
+  c.generation = generation  # the last generation to run
+  c.size = size  # the model the experiment delivers; L is trained in every generation that grows the next
+  c.eval_sizes = tuple(s for s in SIZES if s in ("l", size))  # columns of the report
+  c.seed = 0
+  c.progress = True
+
+  c.models = ml_collections.ConfigDict({"l": _model(4, None), "s": _model(4, 8), "xs": _model(16, None)})
+  c.tokenizer = ""  # tokenizer.model; "" = the L checkpoint's; "world" = trained on the synthetic world (demo)
+  c.world = ml_collections.ConfigDict(dict(seed=0, vocab_size=1024))  # synthetic world; its tokenizer size
+
+  # Questions: {name, path, limit, options}; names as in restreact.data.load_questions.
+  # The paper grows on 500 questions each of HotpotQA and three ELI5 sets (ELI5 has no loader here:
+  # NQ-open stands in), selects checkpoints on Bamboogle and tests on BamTwoogle.
+  c.data = ml_collections.ConfigDict(dict(
+      train=[dict(name="hotpotqa", path="", limit=500, options={}),
+             dict(name="nq_open", path="", limit=500, options=dict(split="train"))],
+      dev=dict(name="bamboogle", path="", limit=0, options={}),
+      test=dict(name="bamtwoogle", path="", limit=0, options={}),
+  ))
+  c.tool = ml_collections.ConfigDict(dict(kind="wikipedia", corpus="", url="", timeout=10.0, cache=True))
+
+  c.agent = ml_collections.ConfigDict(dict(temperature=0.5, max_new_tokens=256, top_k_results=3, max_searches=10,
+                                           max_model_steps=40))
+  c.engine = ml_collections.ConfigDict(dict(num_slots=64, max_len=4096, prefill_chunk=512,
+                                            prefill_buckets=(128, 512), steps_per_round=8, max_in_flight=64,
+                                            tool_workers=16))
+  c.pilot = ml_collections.ConfigDict(dict(source="prompted"))  # "prompted": base L few-shot; "scripted": world solver
+  c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4)))  # trajectories per question, per generation
+  c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
+  c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False))  # size 0: all
+
+  c.train = ml_collections.ConfigDict(dict(
+      total_steps=1000, batch_size=16, seq_len=4096, learning_rate=1e-5, warmup_steps=50, schedule="cosine",
+      weight_decay=0.0, clip_norm=1.0, grad_accum=1, lora_rank=None, lora_alpha=16.0, param_dtype="bfloat16",
+      save_every=200, keep=2, eval_every=250, log_every=10))
+  c.eval = ml_collections.ConfigDict(dict(
+      runs=10, set="test", judge="base:l", judge_few_shot=True, dev_limit=0, dev_runs=1, raters_csv=True))
+
+  if variant == "demo":
+    demo(c)
+  elif variant:
+    raise ValueError(f"unknown variant {variant!r}; the only variant is 'demo'")
+  return c
+
+
+def demo(c: ml_collections.ConfigDict) -> None:
+  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot."""
+  c.progress = True
+  c.tokenizer = "world"
+  tiny = dict(vocab_size=1024, max_position_embeddings=2048)
+  c.models.l.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=128, hidden_dim=256, num_layers=4),
+                    dtype="float32", num_candidates=2)
+  c.models.s.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=96, hidden_dim=192, num_layers=3),
+                    dtype="float32", num_candidates=2)
+  c.models.xs.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=64, hidden_dim=128, num_layers=2),
+                     dtype="float32", num_candidates=2)
+  for m in c.models.values():
+    m.train = dict(lora_rank=None)
+  split = lambda s: dict(name="synthetic", path="", limit=0, options=dict(seed=c.world.seed, split=s))
+  c.data.train = [split("train")]
+  c.data.dev = dict(split("dev"), limit=16)
+  c.data.test = dict(split("test"), limit=24)
+  c.tool.update(kind="bm25", corpus="world")
+  c.agent.update(max_new_tokens=128)
+  c.engine.update(num_slots=32, max_len=1536, prefill_chunk=256, prefill_buckets=(64, 256), max_in_flight=32)
+  c.pilot.source = "scripted"
+  c.rank.update(ranker="pilot:l", max_new_tokens=64)
+  c.train.update(total_steps=300, batch_size=8, seq_len=1536, learning_rate=2e-3, warmup_steps=20,
+                 param_dtype="float32", save_every=100, eval_every=150, log_every=10)
+  c.eval.update(runs=3, judge="exact_match", dev_runs=1)

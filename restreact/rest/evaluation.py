@@ -1,0 +1,139 @@
+"""Evaluate a policy: R seeded rollouts over a question set, graded by the judge, with EM and F1 beside it.
+
+Each run writes its trajectories (`runNN.trajectories.jsonl`, resumable) and then its grades
+(`runNN.grades.jsonl`, written at once when the run is graded), so an interrupted evaluation redoes at
+most one run's unfinished trajectories. `summary.json` holds mean ± std over runs of auto-eval, EM and
+F1; `per_question.md` the per-question table; `for_raters.csv` run 0's answers for human raters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from restreact.agent import AgentConfig
+from restreact.agent.records import Lineage, read_records
+from restreact.agent.rollout import Task, rollout
+from restreact.agent.samplers import EngineSampler
+from restreact.data import QuestionRecord
+from restreact.eval import (JudgeItem, RatedAnswer, Verdict, aggregate_runs, auto_eval, exact_match,
+                            export_for_raters, f1, per_question_table)
+from restreact.rest.jsonl import json_lines, write_atomic
+
+log = logging.getLogger(__name__)
+EXACT_MATCH_JUDGE = "exact_match"
+
+
+class Judge:
+  """Grades answers: an LLM asked whether ANSWER implies REF_ANSWER, or exact match (CPU demos).
+
+  `make_generate` builds the LLM's `generate(prompts) -> texts` on first use, so a run that has
+  nothing to grade never loads the judge model.
+  """
+
+  def __init__(self, name: str, make_generate: Callable[[], Callable] | None = None, *, few_shot: bool = True):
+    if name != EXACT_MATCH_JUDGE and make_generate is None:
+      raise ValueError(f"judge {name!r} needs a model")
+    self.name, self.few_shot = name, few_shot
+    self._make_generate, self._generate = make_generate, None
+
+  def grade(self, items: Sequence[JudgeItem], references: Sequence[Sequence[str]]) -> list[Verdict]:
+    """One verdict per item; an empty answer is False without asking anyone."""
+    out: list[Verdict | None] = [None] * len(items)
+    asked = []
+    for i, (item, refs) in enumerate(zip(items, references)):
+      if not item.answer.strip():
+        out[i] = Verdict(False, "no answer")
+      elif self.name == EXACT_MATCH_JUDGE:
+        out[i] = Verdict(bool(exact_match(item.answer, list(refs))), EXACT_MATCH_JUDGE)
+      else:
+        asked.append(i)
+    if asked:
+      if self._generate is None:
+        self._generate = self._make_generate()
+      for i, verdict in zip(asked, auto_eval([items[i] for i in asked], self._generate, few_shot=self.few_shot)):
+        out[i] = verdict
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Grade:
+  """One question of one run: the answer and its three scores."""
+
+  question_id: str
+  answer: str
+  auto_eval: bool
+  judge_parsed: bool
+  exact_match: float
+  f1: float
+  status: str
+
+
+def grade_run(records, questions: dict[str, QuestionRecord], judge: Judge) -> list[Grade]:
+  """Grades for a run's trajectories, in question order."""
+  records = sorted(records, key=lambda r: r.question_id)
+  items = [JudgeItem(r.question, r.final_answer or "", questions[r.question_id].answer) for r in records]
+  refs = [questions[r.question_id].answers or (questions[r.question_id].answer,) for r in records]
+  verdicts = judge.grade(items, refs)
+  return [Grade(r.question_id, r.final_answer or "", v.correct, v.parsed, exact_match(r.final_answer or "", list(ref)),
+                f1(r.final_answer or "", list(ref)), r.status) for r, v, ref in zip(records, verdicts, refs)]
+
+
+def _read_grades(path: Path) -> list[Grade]:
+  return [Grade(**raw) for _, raw in json_lines(path)]
+
+
+def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for_run: Callable[[int], object],
+             tool, agent: AgentConfig, judge: Judge, runs: int, seed: int, lineage: Lineage,
+             max_in_flight: int = 64, tool_workers: int = 16, progress: bool = True,
+             raters_csv: bool = True) -> dict:
+  """R runs over `questions` into `directory`; returns (and writes) the summary."""
+  directory.mkdir(parents=True, exist_ok=True)
+  by_id = {q.id: q for q in questions}
+  tasks = [Task(q.id, q.question, q.answer) for q in questions]
+  all_grades = []
+  for run in range(runs):
+    grades_path = directory / f"run{run:02d}.grades.jsonl"
+    if not grades_path.is_file():
+      trajectories = directory / f"run{run:02d}.trajectories.jsonl"
+      sampler = EngineSampler(engine_for_run(run), agent, seed=seed * 1000 + run)
+      rollout(tasks, sampler, tool, agent, trajectories, lineage=lineage, max_in_flight=max_in_flight,
+              tool_workers=tool_workers, progress=progress)
+      grades = grade_run(read_records(trajectories), by_id, judge)
+      write_atomic(grades_path, "".join(json.dumps(dataclasses.asdict(g), sort_keys=True) + "\n" for g in grades))
+    all_grades.append(_read_grades(grades_path))
+  summary = summarize(all_grades, judge.name)
+  write_atomic(directory / "summary.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
+  auto = aggregate_runs([{g.question_id: g.auto_eval for g in grades} for grades in all_grades])
+  write_atomic(directory / "per_question.md",
+               per_question_table(auto, {q.id: q.question for q in questions}))
+  if raters_csv:
+    rows = [RatedAnswer(g.question_id, by_id[g.question_id].question, by_id[g.question_id].answer, g.answer,
+                        g.auto_eval) for g in all_grades[0]]
+    export_for_raters(rows, directory / "for_raters.csv", overwrite=True)
+  return summary
+
+
+def summarize(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
+  """Mean ± sample std over runs of auto-eval, exact match and F1, plus the judge's unparseable count."""
+  out = {"runs": len(all_grades), "questions": len(all_grades[0]) if all_grades else 0, "judge": judge_name,
+         "judge_unparseable": sum(not g.judge_parsed for grades in all_grades for g in grades)}
+  for metric in ("auto_eval", "exact_match", "f1"):
+    summary = aggregate_runs([{g.question_id: float(getattr(g, metric)) for g in grades} for grades in all_grades])
+    out[metric] = {"mean": summary.mean, "std": summary.std, "run_scores": list(summary.run_scores)}
+  return out
+
+
+def dev_score(questions: Sequence[QuestionRecord], *, engine, tool, agent: AgentConfig, judge: Judge, runs: int,
+              seed: int, directory: Path, progress: bool = False) -> float:
+  """Mean auto-eval accuracy on the dev questions (checkpoint selection); the trajectories are kept."""
+  directory.mkdir(parents=True, exist_ok=True)
+  for old in directory.glob("*.jsonl"):  # each call grades the current weights afresh
+    old.unlink()
+  summary = run_eval(directory, questions, engine_for_run=lambda run: engine, tool=tool, agent=agent, judge=judge,
+                     runs=runs, seed=seed, lineage=Lineage("dev", -1, agent.fingerprint()), progress=progress,
+                     raters_csv=False)
+  return summary["auto_eval"]["mean"]

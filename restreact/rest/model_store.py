@@ -1,0 +1,132 @@
+"""Models of a ReST run: base checkpoints, the models each generation fine-tuned, and engines around them.
+
+A model reference is a string:
+- "base:l" is a size's base model as the config describes it (a Hugging Face checkpoint, or a preset with
+  random weights for tests and demos), prompted few-shot;
+- "pilot:l", "gen1:l", "gen2:l" is that size fine-tuned in that generation (the best checkpoint by dev
+  auto-eval), prompted zero-shot as it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from flax import nnx
+
+from restreact.agent.actions import END_MARKER
+from restreact.generate import Engine
+from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
+from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
+from restreact.train import TrainConfig, load_trained
+
+log = logging.getLogger(__name__)
+SIZES = ("l", "s", "xs")
+GENERATIONS = ("pilot", "gen1", "gen2")
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+  """A parsed model reference: `stage` is "base" or a generation name."""
+
+  stage: str
+  size: str
+
+  @classmethod
+  def parse(cls, text: str) -> ModelRef:
+    """"base:l", "pilot:xs", "gen1:l", ...; anything else is a ValueError that lists the forms."""
+    stage, _, size = str(text).partition(":")
+    if stage not in ("base", *GENERATIONS) or size not in SIZES:
+      raise ValueError(f"model reference {text!r}: use 'base:SIZE' or 'pilot|gen1|gen2:SIZE' with SIZE in {SIZES}")
+    return cls(stage, size)
+
+  @property
+  def generation(self) -> int | None:
+    """The generation that fine-tuned it (None for a base model)."""
+    return None if self.stage == "base" else GENERATIONS.index(self.stage)
+
+  def __str__(self) -> str:
+    return f"{self.stage}:{self.size}"
+
+
+def preset_config(preset: str, overrides: Mapping, dtype: str) -> GemmaConfig:
+  """A preset with overrides; a new layer count gets the family's local/global pattern."""
+  overrides = dict(overrides)
+  base = GemmaConfig.preset(preset)
+  if "num_layers" in overrides and "layer_types" not in overrides:
+    pattern = gemma3_layer_types if base.family == "gemma3" else gemma2_layer_types
+    overrides["layer_types"] = pattern(overrides["num_layers"])
+  return base.replace(**overrides, param_dtype=dtype, dtype=dtype)
+
+
+def train_config(config, size: str, *, eval_every: bool = True) -> TrainConfig:
+  """The TrainConfig of one size: config.train, then the size's own `train` overrides."""
+  fields = {**config.train.to_dict(), **dict(config.models[size].train)}
+  unknown = set(fields) - TRAIN_FIELDS
+  if unknown:
+    raise ValueError(f"config.train / config.models.{size}.train: unknown TrainConfig fields {sorted(unknown)}")
+  if "buckets" in fields and fields["buckets"] is not None:
+    fields["buckets"] = tuple(fields["buckets"])
+  if "lora_targets" in fields:
+    fields["lora_targets"] = tuple(fields["lora_targets"])
+  fields["seed"] = config.seed
+  fields["progress"] = bool(config.progress)
+  if not eval_every:
+    fields["eval_every"] = None
+  return TrainConfig(**fields)
+
+
+class ModelStore:
+  """Loads base models (fresh each time: training changes the model it is given) and fine-tuned ones."""
+
+  def __init__(self, config, tokenizer: Tokenizer, *, mesh=None):
+    self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
+    self.trained: dict[str, Path] = {}  # "gen1:l" -> best checkpoint, filled as the train stages finish
+
+  def base(self, size: str) -> Transformer:
+    """A fresh copy of the size's base model."""
+    spec = self.config.models[size]
+    if spec.checkpoint:
+      model, _ = from_pretrained(spec.checkpoint, dtype=spec.dtype, mesh=self.mesh, progress=self.config.progress)
+      return model
+    cfg = preset_config(spec.preset, spec.overrides, spec.dtype)
+    if cfg.vocab_size < self.tokenizer.vocab_size:
+      raise ValueError(f"config.models.{size}: vocab_size {cfg.vocab_size} < the tokenizer's "
+                       f"{self.tokenizer.vocab_size}; set config.models.{size}.overrides.vocab_size")
+    seed = self.config.seed * 1000 + SIZES.index(size)  # the same random weights on every rerun
+    model = Transformer(cfg, rngs=nnx.Rngs(seed))
+    return shard_model(model, self.mesh) if self.mesh is not None else model
+
+  def load(self, ref: str | ModelRef) -> Transformer:
+    """The model a reference names, ready for inference (LoRA adapters merged)."""
+    ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+    model = self.base(ref.size)
+    if ref.stage == "base":
+      return model
+    key = str(ref)
+    if key not in self.trained:
+      raise ValueError(f"model {key} is not trained yet: its generation's train stage has not run")
+    tc = train_config(self.config, ref.size)
+    model = load_trained(model, self.trained[key], tc)
+    return merge_lora(model) if tc.lora_rank is not None else model  # merged: decoding pays no adapter cost
+
+  def engine(self, model: Transformer, *, seed: int = 0) -> Engine:
+    """A generation engine around `model` with the config's slots and buckets."""
+    e = self.config.engine
+    return Engine(model, self.tokenizer, num_slots=e.num_slots, max_len=e.max_len, seed=seed,
+                  steps_per_round=e.steps_per_round, prefill_chunk=e.prefill_chunk,
+                  prefill_buckets=tuple(e.prefill_buckets), mesh=self.mesh)
+
+
+def text_generator(engine: Engine, *, max_new_tokens: int, seed: int = 0):
+  """`generate(prompts) -> texts` for the ranker and the judge: greedy, stopping at the end marker."""
+
+  def generate(prompts: list[str]) -> list[str]:
+    completions = engine.generate(prompts, max_new_tokens=max_new_tokens, temperature=0.0, stop=[END_MARKER],
+                                  seed=seed)
+    return [c[0].text for c in completions]
+
+  return generate

@@ -1,0 +1,283 @@
+"""The ReST generation loop: grow -> rank -> SFT mixture -> improve L, S, XS -> eval, per generation.
+
+Generation 0 is the pilot: its trajectories come from the prompted base L (or, in the CPU demo, from
+the synthetic world's scripted solver, standing in for the paper's hand-written exemplars), and the
+models fine-tuned on them are the report's "pilot" row. Generation g >= 1 grows with the L model that
+generation g - 1 fine-tuned. Every size trains from its base checkpoint on the same mixture, so S and
+XS are distilled from L's trajectories. Checkpoints are chosen by dev auto-eval.
+
+Layout under the work directory (each folder is a stage, see `stages.py`):
+  setup/                        tokenizer (demo), world corpus and BM25 index, search cache
+  pilot|gen1|gen2/grow/         trajectories.jsonl
+                 /rank/         rankings.jsonl (+ parts/ while it runs)
+                 /mixture/      mixture.jsonl, card.json, card.md
+                 /train_<size>/ the trainer's workdir (checkpoints, best/, metrics.jsonl) and result.json
+                 /eval_<size>/  runNN.trajectories.jsonl, runNN.grades.jsonl, summary.json, per_question.md
+  report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from pathlib import Path
+
+import jax
+
+from restreact.agent import AgentConfig
+from restreact.agent.records import Lineage, read_records
+from restreact.agent.rollout import Task, rollout
+from restreact.agent.samplers import EngineSampler, ScriptedSampler
+from restreact.data import WorldSolver
+from restreact.models import make_mesh
+from restreact.rest import setup as run_setup
+from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
+from restreact.rest.jsonl import write_atomic
+from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
+from restreact.rest.rank import rank_steps
+from restreact.rest.report import write_pipeline_report
+from restreact.rest.sft_data import MixtureSource, StepRanking, build_mixture, read_mixture, read_rankings, \
+  write_rankings
+from restreact.rest.stages import Stages
+from restreact.train import Example, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PipelineResult:
+  """What ran: every stage's result, and the report's paths."""
+
+  stages: dict
+  report: tuple[Path, Path] | None
+
+
+def trained_sizes(config, generation: int) -> tuple[str, ...]:
+  """Sizes fine-tuned in a generation: L whenever it grows the next one, and every size the report shows."""
+  sizes = set(config.eval_sizes) | {config.size}
+  if generation < config.generation or _needs_trained_l(config, generation):
+    sizes.add("l")
+  return tuple(s for s in SIZES if s in sizes)
+
+
+def _needs_trained_l(config, generation: int) -> bool:
+  refs = [config.rank.ranker] + ([] if config.eval.judge == EXACT_MATCH_JUDGE else [config.eval.judge])
+  return any(ModelRef.parse(r).generation == generation for r in refs)
+
+
+def agent_config(config, size: str, *, prompted: bool, num_candidates: int | None = None) -> AgentConfig:
+  """The agent's settings for one policy: prompted (few-shot) base models, zero-shot fine-tuned ones."""
+  a = config.agent
+  return AgentConfig(num_candidates=num_candidates or config.models[size].num_candidates, temperature=a.temperature,
+                     max_new_tokens=a.max_new_tokens, top_k_results=a.top_k_results, max_searches=a.max_searches,
+                     few_shot=prompted, max_model_steps=a.max_model_steps)
+
+
+class Pipeline:
+  """One ReST experiment over a work directory; `run()` runs (or resumes) every stage it needs."""
+
+  def __init__(self, config, workdir: str | Path, *, mesh=None):
+    self.config, self.workdir = config, Path(workdir).absolute()
+    self.mesh = mesh if mesh is not None else make_mesh()
+    self.stages = Stages(self.workdir, write=jax.process_index() == 0)
+    self.progress = bool(config.progress) and jax.process_index() == 0
+
+  # ---------------------------------------------------------------------------------------------- driver
+
+  def run(self) -> PipelineResult:
+    """Every stage of every generation up to config.generation, then the report."""
+    c = self.config
+    setup = run_setup.run(c, self.stages)
+    self.setup_fp, self.env = setup.fingerprint, setup.value
+    self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
+    self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it
+    for size in SIZES:
+      self._fps[f"base:{size}"] = _spec_fp(c, size)
+    for g in range(c.generation + 1):
+      self._generation(g)
+    report = write_pipeline_report(self.workdir, self.stages.results, progress=self.progress) \
+        if jax.process_index() == 0 else None
+    return PipelineResult(dict(self.stages.results), report)
+
+  def _generation(self, g: int) -> None:
+    c, name = self.config, GENERATIONS[g]
+    grow = self._grow(g)
+    rank = self._rank(g, grow)
+    weights = tuple(c.mixture.weights)
+    sources, fps = [], []
+    for prev in range(g + 1):
+      gr, rk = self.stages.results[f"{GENERATIONS[prev]}/grow"], self.stages.results[f"{GENERATIONS[prev]}/rank"]
+      sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
+                                   rk.directory / "rankings.jsonl", float(weights[prev]), prev,
+                                   bool(c.mixture.include_failed)))
+      fps += [gr.fingerprint, rk.fingerprint]
+    mixture = self.stages.run(
+        f"{name}/mixture", dict(sources=fps, weights=weights[:g + 1], size=c.mixture.size, seed=c.seed),
+        lambda d: build_mixture(sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None))
+    for size in trained_sizes(c, g):
+      self._train(g, size, mixture)
+    for size in c.eval_sizes:
+      self._eval(g, size)
+
+  # ---------------------------------------------------------------------------------------------- grow
+
+  def _policy(self, g: int) -> tuple[str, object, AgentConfig]:
+    """(name, sampler factory, agent config) of the model that grows generation g."""
+    c = self.config
+    if g == 0 and c.pilot.source == "scripted":
+      return "scripted", lambda seed: ScriptedSampler(WorldSolver(self.env.world)), \
+          agent_config(c, "l", prompted=False, num_candidates=1)
+    ref = ModelRef("base", "l") if g == 0 else ModelRef(GENERATIONS[g - 1], "l")
+    agent = agent_config(c, "l", prompted=ref.stage == "base")
+    return str(ref), lambda seed: EngineSampler(self.store.engine(self.store.load(ref), seed=seed), agent,
+                                                seed=seed), agent
+
+  def _grow(self, g: int):
+    c, name = self.config, GENERATIONS[g]
+    policy, make_sampler, agent = self._policy(g)
+    samples = int(c.grow.samples[g])
+    tasks = [Task(q.id, q.question, q.answer, s) for q in self.env.train for s in range(samples)]
+    inputs = dict(setup=self.setup_fp, policy=policy, policy_fp=self._fps.get(policy, policy), samples=samples,
+                  agent=dataclasses.asdict(agent), seed=c.seed, questions=[t.key for t in tasks])
+
+    def fn(d: Path):
+      seed = c.seed * 1000 + 10 * g
+      summary = rollout(tasks, make_sampler(seed), self.env.tool, agent, d / "trajectories.jsonl",
+                        lineage=Lineage(policy, g, agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
+                        tool_workers=c.engine.tool_workers, progress=self.progress)
+      return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped)
+
+    return self.stages.run(f"{name}/grow", inputs, fn)
+
+  # ---------------------------------------------------------------------------------------------- rank
+
+  def _rank(self, g: int, grow):
+    c, name = self.config, GENERATIONS[g]
+    ranker = ModelRef.parse(c.rank.ranker)
+    inputs = dict(grow=grow.fingerprint, ranker=str(ranker), ranker_fp=self._fps.get(str(ranker), ""),
+                  few_shot=c.rank.few_shot, max_new_tokens=c.rank.max_new_tokens, seed=c.seed)
+    generate = _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
+        self.store.engine(self.store.load(ranker), seed=c.seed), max_new_tokens=c.rank.max_new_tokens))
+
+    def fn(d: Path):
+      records = sorted(read_records(grow.directory / "trajectories.jsonl"), key=lambda r: r.key)
+      parts = d / "parts"
+      parts.mkdir(exist_ok=True)
+      chunk = max(1, int(c.rank.chunk))
+      for start in range(0, len(records), chunk):  # each chunk is written whole: a rerun skips finished ones
+        part = parts / f"{start:07d}.jsonl"
+        if part.is_file():
+          continue
+        steps, keys = [], []
+        for record in records[start:start + chunk]:
+          for index, step in enumerate(record.model_steps()):
+            steps.append((step.input, step.candidates))
+            keys.append((record.key, index))
+        rng = random.Random(f"{c.seed}:{name}:{start}")
+        results = rank_steps(steps, generate=generate, rng=rng, few_shot=c.rank.few_shot) if steps else []
+        write_rankings(part, [StepRanking.from_result(k, i, r) for (k, i), r in zip(keys, results)])
+      rankings = [r for part in sorted(parts.glob("*.jsonl")) for r in read_rankings(part).values()]
+      write_rankings(d / "rankings.jsonl", rankings)
+      return dict(steps=len(rankings), fallbacks=sum(r.fallback for r in rankings))
+
+    return self.stages.run(f"{name}/rank", inputs, fn)
+
+  def _check_ready(self, ref: ModelRef, g: int, role: str) -> None:
+    if ref.generation is not None and str(ref) not in self.store.trained:
+      raise ValueError(f"config.{'rank.ranker' if role == 'ranker' else 'eval.judge'}={str(ref)!r} is needed in "
+                       f"{GENERATIONS[g]} but {ref} is trained only by then; use a base model or an earlier one")
+
+  # ---------------------------------------------------------------------------------------------- improve
+
+  def _judge(self, g: int) -> Judge:
+    c = self.config
+    if c.eval.judge == EXACT_MATCH_JUDGE:
+      return Judge(EXACT_MATCH_JUDGE)
+    ref = ModelRef.parse(c.eval.judge)
+    return Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
+        self.store.engine(self.store.load(ref), seed=c.seed), max_new_tokens=8), few_shot=c.eval.judge_few_shot)
+
+  def _judge_fp(self) -> str:
+    judge = self.config.eval.judge
+    return judge if judge == EXACT_MATCH_JUDGE else f"{judge}@{self._fps.get(judge, '')}"
+
+  def _train(self, g: int, size: str, mixture) -> None:
+    c, name = self.config, GENERATIONS[g]
+    tc = train_config(c, size)
+    agent = agent_config(c, size, prompted=False)
+    inputs = dict(mixture=mixture.fingerprint, base=self._fps[f"base:{size}"], train=dataclasses.asdict(tc),
+                  dev=[q.id for q in self.env.dev], dev_runs=c.eval.dev_runs, judge=self._judge_fp(),
+                  agent=dataclasses.asdict(agent))
+    judge = self._judge(g)
+
+    def fn(d: Path):
+      def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
+        return dev_score(self.env.dev, engine=self.store.engine(model, seed=c.seed), tool=self.env.tool,
+                         agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev")
+
+      examples = [Example(e.prompt, e.target) for e in read_mixture(mixture.directory / "mixture.jsonl")]
+      result = train(self.store.base(size), self.env.tokenizer, examples, tc, d / "train", mesh=self.mesh,
+                     eval_fn=eval_fn if self.env.dev else None)
+      best = result.best_checkpoint or result.checkpoint
+      if result.preempted:
+        raise KeyboardInterrupt(f"training of {name}:{size} was stopped; rerun to resume")
+      out = dict(checkpoint=str(Path(best).relative_to(d)), final_loss=result.final_loss, steps=result.steps,
+                 best_dev_score=result.best_score, examples=result.examples, truncated=result.truncated,
+                 dropped=result.dropped)
+      write_atomic(d / "result.json", json.dumps(out, indent=1, sort_keys=True) + "\n")
+      return out
+
+    result = self.stages.run(f"{name}/train_{size}", inputs, fn,
+                             load=lambda d: json.loads((d / "result.json").read_text()))
+    self.store.trained[f"{name}:{size}"] = result.directory / result.value["checkpoint"]
+    self._fps[f"{name}:{size}"] = result.fingerprint
+
+  # ---------------------------------------------------------------------------------------------- eval
+
+  def _eval(self, g: int, size: str) -> None:
+    c, name = self.config, GENERATIONS[g]
+    ref = ModelRef(name, size)
+    agent = agent_config(c, size, prompted=False)
+    questions = self.env.eval_questions
+    inputs = dict(model=str(ref), model_fp=self._fps[str(ref)], questions=[q.id for q in questions],
+                  runs=c.eval.runs, judge=self._judge_fp(), agent=dataclasses.asdict(agent), seed=c.seed)
+    judge = self._judge(g)
+    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), seed=c.seed))
+    self.stages.run(
+        f"{name}/eval_{size}", inputs,
+        lambda d: run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
+                           judge=judge, runs=int(c.eval.runs), seed=c.seed + 1, lineage=Lineage(str(ref), g,
+                           agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
+                           tool_workers=c.engine.tool_workers, progress=self.progress,
+                           raters_csv=bool(c.eval.raters_csv)),
+        load=lambda d: json.loads((d / "summary.json").read_text()))
+
+
+class _Lazy:
+  """Build a value on first use (a model that a skipped stage never needs is never loaded)."""
+
+  def __init__(self, make):
+    self._make, self._value = make, None
+
+  def get(self):
+    if self._value is None:
+      self._value = self._make()
+    return self._value
+
+  def __call__(self, *args, **kwargs):
+    return self.get()(*args, **kwargs)
+
+
+def _spec_fp(config, size: str) -> str:
+  spec = config.models[size]
+  return json.dumps(dict(checkpoint=spec.checkpoint, preset=spec.preset, overrides=dict(spec.overrides),
+                         dtype=spec.dtype, seed=config.seed), sort_keys=True)
+
+
+def run_pipeline(config, workdir: str | Path, *, mesh=None) -> PipelineResult:
+  """Run (or resume) the experiment `config` in `workdir`."""
+  return Pipeline(config, workdir, mesh=mesh).run()
+
+
