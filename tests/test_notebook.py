@@ -58,5 +58,5 @@ def test_explore_notebook_runs_and_shows_the_trajectory(tmp_path):
   assert "unparsed or empty (ranked last): [2]" in text
   images = [o for o in _outputs(nb, "display_data") if "image/png" in o.data]
   assert len(images) == 1
-  assert (workdir / "engine.jsonl").exists() and (workdir / "scripted.jsonl").exists()
+  assert (workdir / "engine-gemma3-tiny-random.jsonl").exists() and (workdir / "scripted.jsonl").exists()
   assert (workdir / "logprobs.png").stat().st_size > 0
