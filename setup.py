@@ -32,8 +32,10 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        # transformers and torch are the reference implementation the tests compare against.
-        "test": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6"],
+        # transformers and torch are the reference implementation the tests compare against;
+        # nbclient, nbformat and ipykernel run notebooks/explore.ipynb in tests/test_notebook.py.
+        "test": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6", "nbclient>=0.11.0",
+                 "nbformat>=5.11.1", "ipykernel>=7.4.0"],
         # peft: the LoRA fine-tuning baseline of benchmarks/train.py (not needed by the tests).
         "bench": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6", "peft>=0.17"],
     },
