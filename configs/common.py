@@ -10,6 +10,7 @@ deterministic stand-in for CPU demos, where no instruction-tuned model exists).
 import ml_collections
 
 SIZES = ("l", "s", "xs")
+VARIANTS = ("", "demo", "quick")  # quick: the demo shrunk to a smoke test (CI runs it)
 GENERATIONS = ("pilot", "gen1", "gen2")
 # L/S/XS are the paper's PaLM 2 sizes; Gemma 3 27B/4B/1B stand in (12B for L and 270M for XS also load).
 GEMMA3_SIZES = {"l": "gemma3-27b", "s": "gemma3-4b", "xs": "gemma3-1b"}
@@ -58,22 +59,26 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.engine = ml_collections.ConfigDict(dict(num_slots=64, max_len=4096, prefill_chunk=512,
                                             prefill_buckets=(128, 512), steps_per_round=8, max_in_flight=64,
                                             tool_workers=16))
-  c.pilot = ml_collections.ConfigDict(dict(source="prompted"))  # "prompted": base L few-shot; "scripted": world solver
+  # Pilot trajectories: "prompted" (the base L, few-shot) or "scripted" (the synthetic world's solver).
+  c.pilot = ml_collections.ConfigDict(dict(source="prompted", num_candidates=1))  # candidates: scripted only
   c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4)))  # trajectories per question, per generation
   c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
   c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False))  # size 0: all
 
   c.train = ml_collections.ConfigDict(dict(
-      total_steps=1000, batch_size=16, seq_len=4096, learning_rate=1e-5, warmup_steps=50, schedule="cosine",
+      total_steps=1000, batch_size=16, seq_len=4096, buckets=ml_collections.config_dict.placeholder(tuple),
+      learning_rate=1e-5, warmup_steps=50, schedule="cosine",
       weight_decay=0.0, clip_norm=1.0, grad_accum=1, lora_rank=None, lora_alpha=16.0, param_dtype="bfloat16",
       save_every=200, keep=2, eval_every=250, log_every=10))
   c.eval = ml_collections.ConfigDict(dict(
       runs=10, set="test", judge="base:l", judge_few_shot=True, dev_limit=0, dev_runs=1, raters_csv=True))
 
-  if variant == "demo":
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(v for v in VARIANTS if v)}")
+  if variant in ("demo", "quick"):
     demo(c)
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r}; the only variant is 'demo'")
+  if variant == "quick":
+    quick(c)
   return c
 
 
@@ -102,3 +107,17 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.train.update(total_steps=300, batch_size=8, seq_len=1536, learning_rate=2e-3, warmup_steps=20,
                  param_dtype="float32", save_every=100, eval_every=150, log_every=10)
   c.eval.update(runs=3, judge="exact_match", dev_runs=1)
+
+
+def quick(c: ml_collections.ConfigDict) -> None:
+  """The demo shrunk until it only shows that every stage runs (a few minutes on 2 cores): CI's smoke test."""
+  for m in c.models.values():
+    m.overrides = dict(m.overrides, embed_dim=32, hidden_dim=64, num_layers=2, num_heads=2, num_kv_heads=1)
+  c.data.train[0]["limit"] = 6
+  c.data.dev["limit"] = 2
+  c.data.test["limit"] = 3
+  c.grow.samples = (1, 1, 2)
+  c.pilot.num_candidates = 2  # two (identical) scripted candidates per step, so the ranker has work
+  c.rank.ranker = "base:l"
+  c.train.update(total_steps=4, batch_size=2, buckets=(1536,), warmup_steps=0, save_every=2, eval_every=None)
+  c.eval.runs = 2

@@ -79,6 +79,17 @@ class Request:
     return [s.result for s in self.samples]
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted(graphdef, steps_per_round: int):
+  """The engine's jitted functions, shared by every engine of the same model structure: a new engine on new
+  weights (a checkpoint being evaluated) reuses the compiled code instead of compiling again."""
+  return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1,)),
+          jax.jit(ops.reset_slots, donate_argnums=(0,)),
+          jax.jit(ops.copy_slot, donate_argnums=(0,)),
+          jax.jit(ops.install_prefix, donate_argnums=(0,)),
+          jax.jit(functools.partial(ops.decode_round, graphdef, num_steps=steps_per_round), donate_argnums=(1,)))
+
+
 class Engine:
   """Batched sampling over `num_slots` slots of `max_len` positions each (see module docstring)."""
 
@@ -128,13 +139,8 @@ class Engine:
     return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
 
   def _jit(self):
-    g = self._graphdef
-    self._prefill = jax.jit(functools.partial(ops.prefill, g), donate_argnums=(1,))
-    self._reset = jax.jit(ops.reset_slots, donate_argnums=(0,))
-    self._copy = jax.jit(ops.copy_slot, donate_argnums=(0,))
-    self._install = jax.jit(ops.install_prefix, donate_argnums=(0,))
-    self._decode = jax.jit(functools.partial(ops.decode_round, g, num_steps=self.steps_per_round),
-                           donate_argnums=(1,))
+    self._prefill, self._reset, self._copy, self._install, self._decode = _jitted(self._graphdef,
+                                                                                 self.steps_per_round)
 
   def _run(self, fn, *args):
     if self.mesh is None:

@@ -128,7 +128,7 @@ class Pipeline:
     c = self.config
     if g == 0 and c.pilot.source == "scripted":
       return "scripted", lambda seed: ScriptedSampler(WorldSolver(self.env.world)), \
-          agent_config(c, "l", prompted=False, num_candidates=1)
+          agent_config(c, "l", prompted=False, num_candidates=int(c.pilot.num_candidates))
     ref = ModelRef("base", "l") if g == 0 else ModelRef(GENERATIONS[g - 1], "l")
     agent = agent_config(c, "l", prompted=ref.stage == "base")
     return str(ref), lambda seed: EngineSampler(self.store.engine(self.store.load(ref), seed=seed), agent,

@@ -8,13 +8,18 @@ import logging
 import os
 from pathlib import Path
 
-import bm25s
 import numpy as np
 import Stemmer
 
 from restreact.tools.base import SearchError, SearchResult, SearchTool
 
 log = logging.getLogger(__name__)
+
+
+def _bm25s():
+  """bm25s, imported on first use: importing it runs a JAX op, which must wait for jax.distributed.initialize."""
+  import bm25s
+  return bm25s
 DEFAULT_CACHE = Path(os.environ.get("RESTREACT_CACHE", Path.home() / ".cache" / "restreact"))
 
 
@@ -53,10 +58,10 @@ class BM25Search(SearchTool):
     self.snippet_chars = snippet_chars
     self.built = False
     if (self.index_dir / "params.index.json").exists():
-      self.retriever = bm25s.BM25.load(str(self.index_dir), show_progress=False)
+      self.retriever = _bm25s().BM25.load(str(self.index_dir), show_progress=False)
     else:
       log.info("building the BM25 index of %s (%d documents)", self.corpus_path, len(self.docs))
-      self.retriever = bm25s.BM25()
+      self.retriever = _bm25s().BM25()
       self.retriever.index(self._tokenize([f"{d['title']} {d['text']}" for d in self.docs]), show_progress=False)
       tmp = self.index_dir.with_name(self.index_dir.name + ".tmp")
       self.retriever.save(str(tmp), show_progress=False)
@@ -67,7 +72,7 @@ class BM25Search(SearchTool):
 
   @classmethod
   def _tokenize(cls, texts: list[str]):
-    return bm25s.tokenize(texts, stopwords="en", stemmer=cls._stemmer.stemWords, show_progress=False)
+    return _bm25s().tokenize(texts, stopwords="en", stemmer=cls._stemmer.stemWords, show_progress=False)
 
   def cache_key(self) -> str:
     return f"bm25:{self.fingerprint}"

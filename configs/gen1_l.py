@@ -1,0 +1,14 @@
+"""ReST experiment gen1_l: the L model, Gemma 3 27B (or 12B), after generation 1: fine-tuned on the
+pilot L's trajectories, ranked by the ranker.
+
+  python -m restreact.launch --config=configs/gen1_l.py --workdir=DIR \
+      --config.models.l.checkpoint=/path/to/gemma-3-27b-it
+  python -m restreact.launch --config=configs/gen1_l.py:demo --workdir=DIR   # CPU demo, tiny models
+"""
+
+from configs import common
+
+
+def get_config(arg: str | None = None):
+  """The experiment; `arg` selects a variant ("demo")."""
+  return common.get_config(1, "l", arg or "")

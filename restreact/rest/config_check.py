@@ -1,0 +1,119 @@
+"""Check an experiment config before any heavy work: every problem at once, each naming its option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from restreact.data import question_sets
+from restreact.data.questions import FILE_SUFFIXES
+from restreact.rest.evaluation import EXACT_MATCH_JUDGE
+from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
+from restreact.rest.pipeline import trained_sizes
+from restreact.rest.setup import TOOL_KINDS
+
+DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
+
+
+class ConfigError(ValueError):
+  """An experiment config that cannot run; the message lists every problem."""
+
+
+def models_needed(config) -> dict[str, str]:
+  """size -> why the run loads its base model."""
+  needed = {}
+  for g in range(config.generation + 1):
+    for size in trained_sizes(config, g):
+      needed.setdefault(size, f"{GENERATIONS[g]} fine-tunes it")
+  if config.pilot.source != "scripted":
+    needed.setdefault("l", "the prompted L grows the pilot data")
+  for option in ("rank.ranker", "eval.judge"):
+    ref = config.rank.ranker if option == "rank.ranker" else config.eval.judge
+    if ref != EXACT_MATCH_JUDGE:
+      try:
+        needed.setdefault(ModelRef.parse(ref).size, f"config.{option} uses it")
+      except ValueError:
+        pass
+  return needed
+
+
+def _check_models(config, problems: list[str], hint: str) -> None:
+  for size, why in models_needed(config).items():
+    spec = config.models[size]
+    option = f"config.models.{size}.checkpoint"
+    if spec.checkpoint:
+      path = Path(spec.checkpoint)
+      if not (path / "config.json").is_file():
+        problems.append(f"{option}={spec.checkpoint!r}: no config.json there (a Hugging Face Gemma checkpoint folder "
+                        "holds config.json, *.safetensors and tokenizer.model)")
+    elif not spec.preset:
+      problems.append(f"{option} is not set ({why}): point it at a Gemma checkpoint folder, e.g. "
+                      f"--{option}=/path/to/gemma-3-{_size_name(size)}-it, {hint}")
+
+
+def _size_name(size: str) -> str:
+  return {"l": "27b", "s": "4b", "xs": "1b"}[size]
+
+
+def _check_refs(config, problems: list[str]) -> None:
+  for option, ref in (("rank.ranker", config.rank.ranker), ("eval.judge", config.eval.judge)):
+    if option == "eval.judge" and ref == EXACT_MATCH_JUDGE:
+      continue
+    try:
+      parsed = ModelRef.parse(ref)
+    except ValueError as e:
+      problems.append(f"config.{option}: {e}" + (" or 'exact_match'" if option == "eval.judge" else ""))
+      continue
+    if parsed.generation is not None and parsed.generation >= config.generation and option == "rank.ranker":
+      problems.append(f"config.rank.ranker={ref!r}: a ranker fine-tuned in {parsed.stage} cannot rank the data "
+                      f"of a run that ends in {GENERATIONS[config.generation]}; use 'base:l'")
+
+
+def _check_data(config, problems: list[str]) -> None:
+  specs = [(f"data.train[{i}]", s) for i, s in enumerate(config.data.train)]
+  specs += [("data.dev", config.data.dev), ("data.test", config.data.test)]
+  if not config.data.train:
+    problems.append("config.data.train is empty: the grow stage needs questions")
+  for option, spec in specs:
+    name, path = spec["name"], spec.get("path") or ""
+    if name not in question_sets() and Path(name).suffix.lower() not in FILE_SUFFIXES:
+      problems.append(f"config.{option}.name={name!r}: unknown set; known: {', '.join(question_sets())}, or a "
+                      f"file ending in {', '.join(FILE_SUFFIXES)}")
+    if path and not Path(path).exists():
+      problems.append(f"config.{option}.path={path!r} does not exist")
+
+
+def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
+  """Raise ConfigError listing every problem of `config`; return None when it can run."""
+  problems: list[str] = []
+  hint = DEMO_HINT.format(config_file=config_file)
+  if config.size not in SIZES:
+    problems.append(f"config.size={config.size!r}: choose one of {SIZES}")
+  if config.generation not in range(len(GENERATIONS)):
+    problems.append(f"config.generation={config.generation!r}: choose 0 (pilot), 1 or 2")
+  if problems:
+    raise ConfigError("\n".join(problems))
+  _check_models(config, problems, hint)
+  _check_refs(config, problems)
+  _check_data(config, problems)
+  if config.pilot.source not in ("prompted", "scripted"):
+    problems.append(f"config.pilot.source={config.pilot.source!r}: choose 'prompted' or 'scripted'")
+  if config.tool.kind not in TOOL_KINDS:
+    problems.append(f"config.tool.kind={config.tool.kind!r}: choose one of {TOOL_KINDS}")
+  elif config.tool.kind == "bm25" and config.tool.corpus != "world" and not Path(config.tool.corpus).is_file():
+    problems.append(f"config.tool.corpus={config.tool.corpus!r}: the BM25 corpus (JSONL of id, title, text) is missing")
+  elif config.tool.kind == "retrieval_server" and not config.tool.url:
+    problems.append("config.tool.url is empty: the retrieval server's address (POST /retrieve)")
+  for option, values in (("grow.samples", config.grow.samples), ("mixture.weights", config.mixture.weights)):
+    if len(values) < config.generation + 1:
+      problems.append(f"config.{option} has {len(values)} entries for {config.generation + 1} generations")
+  if config.eval.set not in ("dev", "test"):
+    problems.append(f"config.eval.set={config.eval.set!r}: choose 'dev' or 'test'")
+  if not isinstance(config.eval.runs, int) or config.eval.runs < 1:
+    problems.append(f"config.eval.runs={config.eval.runs!r}: at least 1 run")
+  for size in SIZES:
+    try:
+      train_config(config, size)
+    except (TypeError, ValueError) as e:
+      problems.append(f"config.train / config.models.{size}.train: {e}")
+  if problems:
+    raise ConfigError("\n".join(problems))
