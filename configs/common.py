@@ -103,7 +103,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.agent.update(max_new_tokens=128)
   c.engine.update(num_slots=32, max_len=1536, prefill_chunk=256, prefill_buckets=(64, 256), max_in_flight=32)
   c.pilot.source = "scripted"
-  c.rank.update(ranker="pilot:l", max_new_tokens=64)
+  c.rank.update(ranker="pilot:l", few_shot=False, max_new_tokens=64)  # fine-tuned ranker: zero-shot prompt
   c.train.update(total_steps=300, batch_size=8, seq_len=1536, learning_rate=2e-3, warmup_steps=20,
                  param_dtype="float32", save_every=100, eval_every=150, log_every=10)
   c.eval.update(runs=3, judge="exact_match", dev_runs=1)

@@ -63,10 +63,15 @@ def main(argv) -> int:
   import jax
 
   from restreact.rest.pipeline import run_pipeline
+  from restreact.rest.stages import StageMismatchError
   _logging()
   logging.info("experiment %s, process %d of %d, %d devices, workdir %s", config.experiment, jax.process_index(),
                jax.process_count(), jax.device_count(), _WORKDIR.value)
-  result = run_pipeline(config, os.path.expanduser(_WORKDIR.value))
+  try:
+    result = run_pipeline(config, os.path.expanduser(_WORKDIR.value))
+  except StageMismatchError as e:
+    print(f"restreact.launch: {e}", file=sys.stderr)
+    return 3
   if result.report:
     logging.info("report: %s and %s", *result.report)
   return 0

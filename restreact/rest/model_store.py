@@ -122,11 +122,23 @@ class ModelStore:
 
 
 def text_generator(engine: Engine, *, max_new_tokens: int, seed: int = 0):
-  """`generate(prompts) -> texts` for the ranker and the judge: greedy, stopping at the end marker."""
+  """`generate(prompts) -> texts` for the ranker and the judge: greedy, stopping at the end marker.
+
+  A prompt that does not fit the engine gets an empty reply, which the ranker counts as an invalid ranking
+  (perplexity fallback) and the judge as an unparseable verdict: one long step never stops a stage.
+  """
 
   def generate(prompts: list[str]) -> list[str]:
-    completions = engine.generate(prompts, max_new_tokens=max_new_tokens, temperature=0.0, stop=[END_MARKER],
-                                  seed=seed)
-    return [c[0].text for c in completions]
+    requests = []
+    for prompt in prompts:
+      try:
+        requests.append(engine.submit(prompt, n=1, max_new_tokens=max_new_tokens, temperature=0.0,
+                                      stop=(END_MARKER,), seed=seed))
+      except ValueError as e:
+        log.warning("no reply for a prompt: %s", e)
+        requests.append(None)
+    while engine.pending:
+      engine.step()
+    return ["" if r is None else r.completions()[0].text for r in requests]
 
   return generate

@@ -1,0 +1,144 @@
+"""The ReST loop end to end through `python -m restreact.launch` (the `quick` demo: tiny random models,
+synthetic world): two generations of grow -> rank -> mixture -> improve -> eval, a rerun that skips
+everything, and a run killed mid-stage that, rerun, ends with the same outputs and no duplicates."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from restreact.agent.records import read_records
+from restreact.rest import read_card, read_rankings
+from restreact.rest.stages import STAGE_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "--config=configs/gen2_xs.py:quick"
+pytestmark = pytest.mark.slow
+
+
+def launch(workdir: Path, *extra: str, wait: bool = True):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  cmd = [sys.executable, "-m", "restreact.launch", CONFIG, f"--workdir={workdir}", *extra]
+  if not wait:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+  return proc
+
+
+def stage(workdir: Path, name: str) -> dict:
+  return json.loads((workdir / name / STAGE_FILE).read_text())
+
+
+def _strip_timing(value):
+  if isinstance(value, dict):
+    return {k: _strip_timing(v) for k, v in value.items() if "latency" not in k and "seconds" not in k}
+  if isinstance(value, list):
+    return [_strip_timing(v) for v in value]
+  return value
+
+
+def trajectories(path: Path) -> dict:
+  records = list(read_records(path))
+  keys = [r.key for r in records]
+  assert len(keys) == len(set(keys)), f"duplicate trajectories in {path}"
+  return {r.key: _strip_timing(json.loads(r.to_json())) for r in records}
+
+
+def outputs(workdir: Path) -> dict:
+  """Everything a run produced that must not depend on interruptions (timings left out)."""
+  out = {}
+  for path in sorted(workdir.rglob("*.jsonl")):
+    rel = str(path.relative_to(workdir))
+    if "/parts/" in rel or "/dev/" in rel or rel.endswith("metrics.jsonl"):
+      continue
+    if "trajectories" in path.name:
+      out[rel] = trajectories(path)
+    elif path.name == "rankings.jsonl":
+      out[rel] = {f"{k}/{i}": r for (k, i), r in read_rankings(path).items()}
+    else:
+      out[rel] = path.read_text()
+  for path in sorted(workdir.rglob("summary.json")) + sorted(workdir.rglob("result.json")):
+    out[str(path.relative_to(workdir))] = json.loads(path.read_text())
+  out["report.md"] = (workdir / "report.md").read_text()
+  return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+  workdir = tmp_path_factory.mktemp("rest") / "run"
+  launch(workdir)
+  return workdir
+
+
+def test_two_generations_grow_rank_improve_eval(finished):
+  w = finished
+  names = ["setup"] + [f"{g}/{s}" for g in ("pilot", "gen1", "gen2")
+                       for s in ("grow", "rank", "mixture", "train_l", "train_xs", "eval_l", "eval_xs")]
+  assert all(stage(w, n)["status"] == "done" for n in names)
+  assert not (w / "pilot" / "train_s").exists()  # gen2_xs needs L (it grows) and XS (it is delivered)
+  # who grew what: the scripted pilot, then pilot L, then gen-1 L with 2 samples per question
+  parents = {g: {(r.lineage.model, r.lineage.generation) for r in read_records(w / g / "grow/trajectories.jsonl")}
+             for g in ("pilot", "gen1", "gen2")}
+  assert parents == {"pilot": {("scripted", 0)}, "gen1": {("pilot:l", 1)}, "gen2": {("gen1:l", 2)}}
+  grown = {g: list(read_records(w / g / "grow/trajectories.jsonl")) for g in ("gen1", "gen2")}
+  assert len(grown["gen2"]) == 2 * len(grown["gen1"]) == 12
+  # every step of the pilot had two candidates: all ranked by the (noise) ranker, fallbacks counted
+  card = read_card(w / "pilot/mixture/card.json")
+  assert card.mean_candidates_per_step == 2.0 and card.fallbacks == sum(
+      card.ranking_statuses[s] for s in ("partial", "invalid")) and card.ranking_statuses["skipped"] == 0
+  assert read_card(w / "gen2/mixture/card.json").generations == (0, 1, 2)
+  # distillation: L and XS of a generation train on the same mixture; checkpoints chosen by dev auto-eval
+  for g in ("pilot", "gen1", "gen2"):
+    assert stage(w, f"{g}/train_l")["inputs"]["mixture"] == stage(w, f"{g}/train_xs")["inputs"]["mixture"]
+    result = json.loads((w / g / "train_xs/result.json").read_text())
+    assert result["steps"] == 4 and result["best_dev_score"] is not None
+    assert (w / g / "train_xs" / result["checkpoint"]).is_dir()
+  summary = json.loads((w / "gen2/eval_xs/summary.json").read_text())
+  assert summary["runs"] == 2 and summary["questions"] == 3 and len(summary["auto_eval"]["run_scores"]) == 2
+  assert (w / "gen2/eval_xs/for_raters.csv").read_text().startswith("id,question,reference,answer,auto_eval,rating")
+  report = (w / "report.md").read_text()
+  assert "| pilot |" in report and "| gen 2 |" in report and "Exact match" in report
+  assert (w / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_stages(finished):
+  before = outputs(finished)
+  start = time.time()
+  proc = launch(finished)
+  assert "starting" not in proc.stderr and "resuming" not in proc.stderr
+  assert proc.stderr.count("done earlier, skipped") == 22
+  assert outputs(finished) == before
+  assert time.time() - start < 120
+
+
+def test_changed_inputs_are_refused(finished, tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "restreact.launch", CONFIG, f"--workdir={finished}",
+                         "--config.agent.temperature=0.9"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+  assert proc.returncode != 0
+  assert "stage 'pilot/grow'" in proc.stderr and "agent.temperature" in proc.stderr
+
+
+def test_killed_mid_stage_resumes_to_the_same_outputs(finished, tmp_path):
+  workdir = tmp_path / "run"
+  proc = launch(workdir, wait=False)
+  checkpoints = workdir / "gen1" / "train_l" / "train" / "checkpoints"
+  deadline = time.time() + 600
+  try:
+    while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+      assert proc.poll() is None, f"the run ended before it could be killed: {proc.stdout.read()[-3000:]}"
+      assert time.time() < deadline, "no checkpoint within 10 minutes"
+      time.sleep(0.2)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  assert stage(workdir, "gen1/train_l")["status"] == "running"
+  rerun = launch(workdir)
+  assert "stage gen1/train_l: resuming" in rerun.stderr and "stage gen1/grow: done earlier" in rerun.stderr
+  assert outputs(workdir) == outputs(finished)
