@@ -17,6 +17,7 @@ setup(
         "optax>=0.2.8",
         "orbax-checkpoint>=0.12.8",
         "ml-collections>=1.1.0",
+        "absl-py>=2.0",  # restreact.launch (also a dependency of ml-collections)
         "sentencepiece>=0.2.0",
         "safetensors>=0.4.0",
         "ml_dtypes>=0.5",

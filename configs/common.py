@@ -83,41 +83,53 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
 
 def demo(c: ml_collections.ConfigDict) -> None:
-  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot."""
-  c.progress = True
+  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~15 min, 2 cores).
+
+  Sizes follow a study of what a 2-core CPU can train in minutes (CHANGELOG 0.7): a 2048-piece tokenizer
+  keeps prompts short, rows of 384 tokens keep the end of each prompt (the state; the constant preamble is
+  cut from the left), and each generation continues from the last one's weights so that it adds training.
+  """
   c.tokenizer = "world"
-  tiny = dict(vocab_size=1024, max_position_embeddings=2048)
-  c.models.l.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=128, hidden_dim=256, num_layers=4),
-                    dtype="float32", num_candidates=2)
-  c.models.s.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=96, hidden_dim=192, num_layers=3),
-                    dtype="float32", num_candidates=2)
-  c.models.xs.update(preset="gemma3-tiny", overrides=dict(tiny, embed_dim=64, hidden_dim=128, num_layers=2),
-                     dtype="float32", num_candidates=2)
+  c.world.vocab_size = 2048
+  tiny = dict(vocab_size=2048, max_position_embeddings=2048, num_layers=2, layer_types=("local", "global"),
+              sliding_window=8, num_heads=4, num_kv_heads=2)
+  c.models.l.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+                    overrides=dict(tiny, embed_dim=128, hidden_dim=512, head_dim=32, query_pre_attn_scalar=32))
+  c.models.s.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+                    overrides=dict(tiny, embed_dim=96, hidden_dim=384, head_dim=24, query_pre_attn_scalar=24))
+  c.models.xs.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+                     overrides=dict(tiny, embed_dim=64, hidden_dim=256, head_dim=16, query_pre_attn_scalar=16))
   for m in c.models.values():
     m.train = dict(lora_rank=None)
+  c.models.l.train = dict(lora_rank=None, total_steps=300)  # the teacher trains longest
   split = lambda s: dict(name="synthetic", path="", limit=0, options=dict(seed=c.world.seed, split=s))
-  c.data.train = [split("train")]
-  c.data.dev = dict(split("dev"), limit=16)
-  c.data.test = dict(split("test"), limit=24)
+  c.data.train = [dict(split("train"), limit=96)]
+  c.data.dev = dict(split("dev"), limit=12)
+  c.data.test = dict(split("test"), limit=16)
   c.tool.update(kind="bm25", corpus="world")
-  c.agent.update(max_new_tokens=128)
-  c.engine.update(num_slots=32, max_len=1536, prefill_chunk=256, prefill_buckets=(64, 256), max_in_flight=32)
+  c.agent.update(max_new_tokens=120)
+  c.engine.update(num_slots=32, max_len=1280, prefill_chunk=256, prefill_buckets=(32, 64, 128), max_in_flight=32)
   c.pilot.source = "scripted"
+  c.grow.samples = (1, 1, 1)
   c.rank.update(ranker="pilot:l", few_shot=False, max_new_tokens=64)  # fine-tuned ranker: zero-shot prompt
-  c.train.update(total_steps=300, batch_size=8, seq_len=1536, learning_rate=2e-3, warmup_steps=20,
-                 param_dtype="float32", save_every=100, eval_every=150, log_every=10)
+  c.improve_from = "previous"
+  c.train.update(total_steps=200, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
+                 warmup_steps=20, param_dtype="float32", save_every=100, eval_every=None, log_every=10)
   c.eval.update(runs=3, judge="exact_match", dev_runs=1)
 
 
 def quick(c: ml_collections.ConfigDict) -> None:
   """The demo shrunk until it only shows that every stage runs (a few minutes on 2 cores): CI's smoke test."""
   for m in c.models.values():
-    m.overrides = dict(m.overrides, embed_dim=32, hidden_dim=64, num_layers=2, num_heads=2, num_kv_heads=1)
+    m.overrides = dict(m.overrides, embed_dim=32, hidden_dim=64, num_heads=2, num_kv_heads=1, head_dim=16,
+                       query_pre_attn_scalar=16)
+    m.train = dict(lora_rank=None)
   c.data.train[0]["limit"] = 6
   c.data.dev["limit"] = 2
   c.data.test["limit"] = 3
   c.grow.samples = (1, 1, 2)
   c.pilot.num_candidates = 2  # two (identical) scripted candidates per step, so the ranker has work
   c.rank.ranker = "base:l"
-  c.train.update(total_steps=4, batch_size=2, buckets=(1536,), warmup_steps=0, save_every=2, eval_every=None)
+  c.improve_from = "base"
+  c.train.update(total_steps=4, batch_size=2, buckets=(384,), warmup_steps=0, save_every=2, eval_every=None)
   c.eval.runs = 2

@@ -118,13 +118,20 @@ def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for
 
 
 def summarize(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
-  """Mean ± sample std over runs of auto-eval, exact match and F1, plus the judge's unparseable count."""
+  """Mean ± sample std over runs of auto-eval, exact match, F1 and answered (the share of trajectories that
+  reached a final answer), plus the judge's unparseable count."""
   out = {"runs": len(all_grades), "questions": len(all_grades[0]) if all_grades else 0, "judge": judge_name,
          "judge_unparseable": sum(not g.judge_parsed for grades in all_grades for g in grades)}
-  for metric in ("auto_eval", "exact_match", "f1"):
-    summary = aggregate_runs([{g.question_id: float(getattr(g, metric)) for g in grades} for grades in all_grades])
+  for metric in ("auto_eval", "exact_match", "f1", "answered"):
+    summary = aggregate_runs([{g.question_id: _score(g, metric) for g in grades} for grades in all_grades])
     out[metric] = {"mean": summary.mean, "std": summary.std, "run_scores": list(summary.run_scores)}
   return out
+
+
+def _score(grade: Grade, metric: str) -> float:
+  if metric == "answered":  # the trajectory got through every step to a final answer, right or wrong
+    return float(grade.status == "done")
+  return float(getattr(grade, metric))
 
 
 def dev_score(questions: Sequence[QuestionRecord], *, engine, tool, agent: AgentConfig, judge: Judge, runs: int,

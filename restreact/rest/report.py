@@ -14,7 +14,8 @@ COLUMN = {"xs": "XS", "s": "S", "l": "L"}
 
 
 def _cells(summaries: Mapping[tuple[str, str], dict], metric: str) -> dict[tuple[str, str], tuple[float, float]]:
-  return {(ROW[g], COLUMN[s]): (v[metric]["mean"], v[metric]["std"]) for (g, s), v in summaries.items()}
+  return {(ROW[g], COLUMN[s]): (v[metric]["mean"], v[metric]["std"]) for (g, s), v in summaries.items()
+          if metric in v}
 
 
 def _table(summaries, metric: str, title: str) -> str:
@@ -41,7 +42,8 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
   lines = [md.read_text(encoding="utf-8"), "",
            f"Judge: `{any_summary['judge']}`; {any_summary['runs']} runs over {any_summary['questions']} questions "
            "each; std is the sample std over runs.", "",
-           _table(summaries, "exact_match", "Exact match (%)"), "", _table(summaries, "f1", "F1 (%)"), ""]
+           _table(summaries, "exact_match", "Exact match (%)"), "", _table(summaries, "f1", "F1 (%)"), "",
+           _table(summaries, "answered", "Reached an answer (%)"), ""]
   unparseable = {k: v["judge_unparseable"] for k, v in summaries.items() if v["judge_unparseable"]}
   if unparseable:
     lines += [f"Unparseable judge verdicts (counted as false): {unparseable}", ""]
