@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from restreact.generate import slots as ops
@@ -133,8 +133,16 @@ class Engine:
     self._reset = jax.jit(ops.reset_slots, donate_argnums=(0,))
     self._copy = jax.jit(ops.copy_slot, donate_argnums=(0,))
     self._install = jax.jit(ops.install_prefix, donate_argnums=(0,))
-    self._decode = jax.jit(functools.partial(ops.decode_round, g, num_steps=self.steps_per_round),
-                           donate_argnums=(1,))
+    self._decode = jax.jit(functools.partial(self._decode_round, g), donate_argnums=(1,))
+
+  def _decode_round(self, graphdef, params, cache, state, eos_ids):
+    cache, *host = ops.decode_round(graphdef, params, cache, state, eos_ids, num_steps=self.steps_per_round)
+    if self.mesh is not None:
+      # The host loop reads every slot's state and tokens. With slots split over processes, each process would
+      # hold only its own; replicating these small arrays in the same call lets every process read them all.
+      replicated = NamedSharding(self.mesh, PartitionSpec())
+      host = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, replicated), host)
+    return cache, *host
 
   def _run(self, fn, *args):
     if self.mesh is None:
