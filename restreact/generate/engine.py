@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from restreact.generate import slots as ops
@@ -79,15 +79,26 @@ class Request:
     return [s.result for s in self.samples]
 
 
+def _decode_round(graphdef, params, cache, state, eos_ids, *, num_steps: int, mesh: Mesh | None):
+  cache, *host = ops.decode_round(graphdef, params, cache, state, eos_ids, num_steps=num_steps)
+  if mesh is not None:
+    # The host loop reads every slot's state and tokens. With slots split over processes, each process would
+    # hold only its own; replicating these small arrays in the same call lets every process read them all.
+    replicated = NamedSharding(mesh, PartitionSpec())
+    host = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, replicated), host)
+  return cache, *host
+
+
 @functools.lru_cache(maxsize=16)
-def _jitted(graphdef, steps_per_round: int):
+def _jitted(graphdef, steps_per_round: int, mesh: Mesh | None):
   """The engine's jitted functions, shared by every engine of the same model structure: a new engine on new
   weights (a checkpoint being evaluated) reuses the compiled code instead of compiling again."""
+  decode = functools.partial(_decode_round, graphdef, num_steps=steps_per_round, mesh=mesh)
   return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1,)),
           jax.jit(ops.reset_slots, donate_argnums=(0,)),
           jax.jit(ops.copy_slot, donate_argnums=(0,)),
           jax.jit(ops.install_prefix, donate_argnums=(0,)),
-          jax.jit(functools.partial(ops.decode_round, graphdef, num_steps=steps_per_round), donate_argnums=(1,)))
+          jax.jit(decode, donate_argnums=(1,)))
 
 
 class Engine:
@@ -140,7 +151,7 @@ class Engine:
 
   def _jit(self):
     self._prefill, self._reset, self._copy, self._install, self._decode = _jitted(self._graphdef,
-                                                                                 self.steps_per_round)
+                                                                                 self.steps_per_round, self.mesh)
 
   def _run(self, fn, *args):
     if self.mesh is None:

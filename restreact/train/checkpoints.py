@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -149,5 +150,6 @@ class Preemption:
     """Whether any process got SIGTERM (all processes must then save together)."""
     flag = self._flag.is_set()
     if jax.process_count() > 1:
-      flag = bool(multihost_utils.process_allgather(jax.numpy.asarray(flag)).any())
+      # numpy, not jnp: under the train loop's jax.set_mesh a jnp array would be a global one, not this process's.
+      flag = bool(multihost_utils.process_allgather(np.asarray(flag)).any())
     return flag

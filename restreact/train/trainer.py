@@ -119,6 +119,9 @@ def _check_run_file(workdir: Path, config: TrainConfig, model: Transformer, data
       changed.append("examples")
     if changed:
       raise ValueError(f"{workdir} holds a run with different {', '.join(changed)}; use a new workdir to start over")
+  if jax.process_count() > 1:  # every process has read the old record before process 0 rewrites it
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("restreact.train.run_file")
   if jax.process_index() == 0:
     path.write_text(json.dumps(record, indent=2))
 
