@@ -114,6 +114,7 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
     try:
       train_config(config, size)
     except (TypeError, ValueError) as e:
-      problems.append(f"config.train / config.models.{size}.train: {e}")
+      text = str(e)
+      problems.append(text if text.startswith("config.") else f"config.train / config.models.{size}.train: {text}")
   if problems:
     raise ConfigError("\n".join(problems))

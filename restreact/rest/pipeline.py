@@ -64,7 +64,13 @@ def trained_sizes(config, generation: int) -> tuple[str, ...]:
 
 def _needs_trained_l(config, generation: int) -> bool:
   refs = [config.rank.ranker] + ([] if config.eval.judge == EXACT_MATCH_JUDGE else [config.eval.judge])
-  return any(ModelRef.parse(r).generation == generation for r in refs)
+  for ref in refs:
+    try:
+      if ModelRef.parse(ref).generation == generation:
+        return True
+    except ValueError:  # the config check reports a bad reference
+      pass
+  return False
 
 
 def agent_config(config, size: str, *, prompted: bool, num_candidates: int | None = None) -> AgentConfig:

@@ -1,0 +1,74 @@
+"""The launcher's config handling: every experiment file loads, demo variants pass the check, real configs
+without checkpoints stop at once with a message that names the option and suggests the demo."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from restreact.rest.config_check import ConfigError, check_config, models_needed
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*_*.py") if not p.stem.startswith("_"))
+
+
+def load(name: str, variant: str = ""):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  sys.path.insert(0, str(ROOT))
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(str(ROOT))
+  return module.get_config(variant)
+
+
+def test_nine_experiments_with_the_papers_numbers():
+  assert EXPERIMENTS == [f"{g}_{s}" for g in ("gen1", "gen2", "pilot") for s in ("l", "s", "xs")]
+  for name in EXPERIMENTS:
+    c = load(name)
+    gen, size = name.split("_")
+    assert (c.generation, c.size) == (("pilot", "gen1", "gen2").index(gen), size)
+    assert c.agent.temperature == 0.5 and c.eval.runs == 10 and tuple(c.grow.samples) == (1, 1, 4)
+    assert [d["limit"] for d in c.data.train] == [500, 500]
+    assert (c.models.l.num_candidates, c.models.s.num_candidates, c.models.xs.num_candidates) == (4, 4, 16)
+    with pytest.raises(ConfigError, match=r"config\.models\.l\.checkpoint is not set.*:demo"):
+      check_config(c, config_file=f"configs/{name}.py")
+    for variant in ("demo", "quick"):
+      check_config(load(name, variant))  # runnable as is
+
+
+def test_models_needed_follow_the_stage_graph():
+  assert set(models_needed(load("gen2_xs"))) == {"l", "xs"}
+  assert set(models_needed(load("pilot_s"))) == {"l", "s"}  # L grows the pilot data and judges
+
+
+def test_bad_options_are_all_named():
+  c = load("gen1_xs", "demo")
+  c.data.dev["name"] = "no_such_set"
+  c.rank.ranker = "gen7:l"
+  c.eval.set = "train"
+  c.models.xs.train = dict(lora_rank=None, not_a_field=1)
+  with pytest.raises(ConfigError) as e:
+    check_config(c)
+  text = str(e.value)
+  for option in ("config.data.dev.name='no_such_set'", "config.rank.ranker", "config.eval.set",
+                 "not_a_field"):
+    assert option in text
+
+
+def test_real_config_without_checkpoint_exits_at_once(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "restreact.launch", "--config=configs/gen2_xs.py",
+                         f"--workdir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 2
+  assert "config.models.l.checkpoint is not set" in proc.stderr
+  assert "--config=configs/gen2_xs.py:demo" in proc.stderr
+  assert not (tmp_path / "run").exists()  # nothing was started
+  ok = subprocess.run([sys.executable, "-m", "restreact.launch", "--config=configs/gen2_xs.py:demo",
+                       "--check_only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert ok.returncode == 0 and "config ok" in ok.stdout
