@@ -80,15 +80,17 @@ def test_eos_ends_a_sample(model):
 def test_no_recompilation_across_inserts_and_releases(model):
   engine = _engine(model, num_slots=3)
   fixed = ("_reset", "_copy", "_decode")  # shapes never change
+  # Engines of one model structure share compiled functions, so count what this engine adds.
+  before = {name: getattr(engine, name)._cache_size() for name in (*fixed, "_prefill")}
   engine.generate([(OTHER * 3)[:n] for n in (1, 8, 16, 30)], n=2, max_new_tokens=4)
   warm = {name: getattr(engine, name)._cache_size() for name in fixed}
   lengths = [2, 5, 9, 17, 40, 3, 12]
   engine.generate([(PROMPT * 4)[:n] for n in lengths], max_new_tokens=7, temperature=0.7, top_k=5)
   engine.generate([(OTHER * 3)[:n] for n in reversed(lengths)], n=3, max_new_tokens=3)
   assert {name: getattr(engine, name)._cache_size() for name in fixed} == warm
-  assert engine._decode._cache_size() == 1
+  assert engine._decode._cache_size() - before["_decode"] <= 1
   # Prefill shapes: one per (chunk bucket, lane-count bucket), whatever the prompts.
-  assert engine._prefill._cache_size() <= len(engine.chunk_sizes) * len(engine.lane_sizes)
+  assert engine._prefill._cache_size() - before["_prefill"] <= len(engine.chunk_sizes) * len(engine.lane_sizes)
 
 
 def test_bad_input_is_a_clear_error(model):

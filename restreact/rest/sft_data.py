@@ -7,7 +7,8 @@ no ranking, the candidate the policy chose. Candidates that failed to parse are 
 
 Mixture rule (`build_mixture`): a source's weight is its share of the final mixture (among the sources
 that have examples: one whose trajectories all failed gets no share, and the card shows it took none).
-  1. Examples are read from every source in the order given, and deduplicated by (prompt, target):
+  1. Examples are read from every source in the order given (within a source, by trajectory key, so the
+     order in which a rollout finished its trajectories does not matter), and deduplicated by (prompt, target):
      the first occurrence is kept (earlier sources win), later ones are counted as duplicates.
   2. The mixture has `size` examples; without `size` it has as many as there are unique examples.
   3. Source i gets n_i = floor(size * w_i / sum(w)) examples, and the examples still missing to reach
@@ -180,7 +181,8 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
   if not path.is_file():
     raise FileNotFoundError(f"source {source.name!r}: trajectory file {path} does not exist")
   rankings = {} if source.rankings_path is None else read_rankings(source.rankings_path)
-  records = list(read_records(path))
+  # Key order, not file order: a rollout appends trajectories as they finish, which varies from run to run.
+  records = sorted(read_records(path), key=lambda r: r.key)
   by_key = {}
   for record in records:
     if record.key in by_key:
