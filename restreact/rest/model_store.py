@@ -62,7 +62,7 @@ def preset_config(preset: str, overrides: Mapping, dtype: str) -> GemmaConfig:
   return base.replace(**overrides, param_dtype=dtype, dtype=dtype)
 
 
-def train_config(config, size: str, *, eval_every: bool = True) -> TrainConfig:
+def train_config(config, size: str) -> TrainConfig:
   """The TrainConfig of one size: config.train, then the size's own `train` overrides."""
   fields = {**config.train.to_dict(), **dict(config.models[size].train)}
   unknown = set(fields) - TRAIN_FIELDS
@@ -74,8 +74,6 @@ def train_config(config, size: str, *, eval_every: bool = True) -> TrainConfig:
     fields["lora_targets"] = tuple(fields["lora_targets"])
   fields["seed"] = config.seed
   fields["progress"] = bool(config.progress)
-  if not eval_every:
-    fields["eval_every"] = None
   return TrainConfig(**fields)
 
 

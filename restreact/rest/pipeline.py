@@ -89,6 +89,7 @@ class Pipeline:
     self.mesh = mesh if mesh is not None else make_mesh()
     self.stages = Stages(self.workdir, write=jax.process_index() == 0)
     self.progress = bool(config.progress) and jax.process_index() == 0
+    self._judge_cache: Judge | None = None
 
   # ---------------------------------------------------------------------------------------------- driver
 
@@ -198,12 +199,16 @@ class Pipeline:
   # ---------------------------------------------------------------------------------------------- improve
 
   def _judge(self, g: int) -> Judge:
-    c = self.config
-    if c.eval.judge == EXACT_MATCH_JUDGE:
-      return Judge(EXACT_MATCH_JUDGE)
-    ref = ModelRef.parse(c.eval.judge)
-    return Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
-        self.store.engine(self.store.load(ref), seed=c.seed), max_new_tokens=8), few_shot=c.eval.judge_few_shot)
+    """The run's judge, made once: its model is loaded on first use and kept for every later stage."""
+    if self._judge_cache is None:
+      c = self.config
+      if c.eval.judge == EXACT_MATCH_JUDGE:
+        self._judge_cache = Judge(EXACT_MATCH_JUDGE)
+      else:
+        ref = ModelRef.parse(c.eval.judge)
+        self._judge_cache = Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
+            self.store.engine(self.store.load(ref), seed=c.seed), max_new_tokens=8), few_shot=c.eval.judge_few_shot)
+    return self._judge_cache
 
   def _judge_fp(self) -> str:
     judge = self.config.eval.judge

@@ -68,8 +68,7 @@ def _tool(config, d: Path, world: World | None) -> SearchTool:
     corpus = d / "corpus.jsonl" if t.corpus == "world" else Path(t.corpus)
     if t.corpus == "world" and not corpus.is_file():
       world.write_corpus(corpus)
-    tool = BM25Search(corpus, index_dir=d / "bm25_index")
-    return tool  # deterministic and local: nothing to cache
+    return BM25Search(corpus, index_dir=d / "bm25_index")  # deterministic and local: nothing to cache
   if t.kind == "retrieval_server":
     tool = RetrievalServerSearch(t.url, timeout=t.timeout)
   elif t.kind == "wikipedia":
