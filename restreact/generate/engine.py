@@ -96,7 +96,7 @@ def _jitted(graphdef, steps_per_round: int, mesh: Mesh | None):
   decode = functools.partial(_decode_round, graphdef, num_steps=steps_per_round, mesh=mesh)
   return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1,)),
           jax.jit(ops.reset_slots, donate_argnums=(0,)),
-          jax.jit(ops.copy_slot, donate_argnums=(0,)),
+          jax.jit(ops.copy_slots, donate_argnums=(0,)),
           jax.jit(ops.install_prefix, donate_argnums=(0,)),
           jax.jit(decode, donate_argnums=(1,)))
 
@@ -284,11 +284,12 @@ class Engine:
     self.cache = self._prefill_lanes(self.cache, work)
     st = self._state
     keys = iter(self._sample_keys([(request.key, i) for request, slots in admitted for i in range(len(slots))]))
+    copies = [(slots[0], target) for _, slots in admitted for target in slots[1:]]
+    if copies:  # samples 2..n of each request start from a copy of its first slot's prefill
+      sources, targets = np.zeros(self.num_slots, np.int32), np.zeros(self.num_slots, np.int32)
+      sources[:len(copies)], targets[:len(copies)] = zip(*copies)
+      self.cache = self._run(self._copy, self.cache, sources, targets, np.int32(len(copies)))
     for request, slots in admitted:
-      if request.n > 1:
-        targets = np.zeros(self.num_slots, bool)
-        targets[slots[1:]] = True
-        self.cache = self._run(self._copy, self.cache, jnp.int32(slots[0]), targets)
       for i, slot in enumerate(slots):
         st.tokens[slot], st.positions[slot] = request.prompt[-1], len(request.prompt) - 1
         st.keys[slot] = next(keys)

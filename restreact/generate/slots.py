@@ -62,12 +62,18 @@ def prefill(graphdef, params, cache: Cache, slots: jax.Array, tokens: jax.Array,
 
 
 
-def copy_slot(cache: Cache, source: jax.Array, targets: jax.Array) -> Cache:
-  """Copy one slot's cache into every slot of the `targets` mask (n samples share one prefill)."""
-  def copy(a):
-    row = jax.lax.dynamic_slice_in_dim(a, source, 1, axis=0)
-    return jnp.where(targets.reshape((-1,) + (1,) * (a.ndim - 1)), row, a)
-  return [LayerCache(copy(c.k), copy(c.v), copy(c.pos)) for c in cache]
+def copy_slots(cache: Cache, sources: jax.Array, targets: jax.Array, count: jax.Array) -> Cache:
+  """Copy slot `sources[i]` into slot `targets[i]` for i < count (the n samples of a request share its prefill).
+
+  Row by row with dynamic slices, which XLA does in place: the cost is the rows copied, not the whole cache
+  (a masked `where` over the cache read and wrote every slot, once per request).
+  """
+  def body(i, cache):
+    def copy(a):
+      row = jax.lax.dynamic_slice_in_dim(a, sources[i], 1, axis=0)
+      return jax.lax.dynamic_update_slice_in_dim(a, row, targets[i], axis=0)
+    return [LayerCache(copy(c.k), copy(c.v), copy(c.pos)) for c in cache]
+  return jax.lax.fori_loop(0, count, body, cache)
 
 
 def install_prefix(cache: Cache, slot: jax.Array, prefix: Cache) -> Cache:
