@@ -1,5 +1,7 @@
 """SFT input pipeline: loss on targets only, left-cut prompts, packing, buckets, seeded shuffles, process shards."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -91,10 +93,14 @@ def test_processes_read_disjoint_shares_and_agree_on_the_schedule(tok):
   examples = _examples(50, seed=3)
   counts = {}
 
-  def agree_for(p):  # stands in for the all-gather of row counts between processes
+  def agree_for(p):  # stands in for the all-gathers of each epoch: row counts, then each step's target room
+    calls = itertools.count()
+
     def agree(c):
-      counts[p] = c
-      return np.max(list(counts.values()), axis=0)
+      key = next(calls) % 2
+      counts[p, key] = c
+      known = [v for (_, k), v in counts.items() if k == key and len(v) == len(c)]
+      return np.max(known, axis=0)
     return agree
 
   # The first pass lets both processes report their counts; the second plans with the agreed maximum.
@@ -104,6 +110,7 @@ def test_processes_read_disjoint_shares_and_agree_on_the_schedule(tok):
     s.epoch([7])
   plans = [s.epoch([7]) for s in shares]
   assert [st.length for st in plans[0]] == [st.length for st in plans[1]]
+  assert [st.loss_capacity for st in plans[0]] == [st.loss_capacity for st in plans[1]]
   assert all(len(st.rows) == 2 for plan in plans for st in plan)
   tokens = sorted(tuple(s.items[i].tokens) for s, plan in zip(shares, plans) for st in plan for r in st.rows for i in r)
   assert tokens == sorted(tuple(e.tokens) for e in encode_all(tok, examples, 64)[0])  # each example exactly once

@@ -93,13 +93,21 @@ def encode_all(tokenizer: Tokenizer, examples: Sequence[Example], max_length: in
 
 @dataclasses.dataclass
 class Batch:
-  """Packed rows, each array [rows, length]: inputs, next-token labels, loss weights, positions, segment ids."""
+  """Packed rows, each array [rows, length]: inputs, next-token labels, loss weights, positions, segment ids;
+  and the target predictions alone, [rows, capacity]: their positions, labels and weights (0 on padding).
+
+  The loss needs logits only where a target is predicted, often a fifth of a row or less: the train step
+  computes the vocabulary projection at `loss_positions` only, which spares most of its compute and memory.
+  """
 
   inputs: np.ndarray
   labels: np.ndarray
   weights: np.ndarray  # float32: 1 on target predictions, 0 on prompt and padding
   positions: np.ndarray
   segment_ids: np.ndarray  # 1, 2, ... per example in a row; 0 is padding
+  loss_positions: np.ndarray  # int32: where each row's target predictions are
+  loss_labels: np.ndarray
+  loss_weights: np.ndarray  # float32: 1 for a target prediction, 0 for padding
 
   def arrays(self) -> dict[str, np.ndarray]:
     return dataclasses.asdict(self)
@@ -110,8 +118,17 @@ class Batch:
     return int((self.segment_ids > 0).sum())
 
 
-def make_batch(items: Sequence[Encoded], rows: Sequence[Sequence[int]], length: int, pad_id: int) -> Batch:
-  """Lay the examples `items[i]` for i in each row side by side; unused positions are padding."""
+def target_count(item: Encoded) -> int:
+  """Predictions of an example that carry loss: its target tokens and the EOS."""
+  return item.length - item.num_prompt
+
+
+def make_batch(items: Sequence[Encoded], rows: Sequence[Sequence[int]], length: int, pad_id: int,
+               loss_capacity: int | None = None) -> Batch:
+  """Lay the examples `items[i]` for i in each row side by side; unused positions are padding.
+
+  `loss_capacity` (default: `length`) is how many target predictions a row may hold.
+  """
   shape = (len(rows), length)
   inputs, labels = np.full(shape, pad_id, np.int32), np.full(shape, pad_id, np.int32)
   weights, positions, segments = np.zeros(shape, np.float32), np.zeros(shape, np.int32), np.zeros(shape, np.int32)
@@ -128,7 +145,16 @@ def make_batch(items: Sequence[Encoded], rows: Sequence[Sequence[int]], length: 
       positions[r, span] = np.arange(n)
       segments[r, span] = seg
       start += n
-  return Batch(inputs, labels, weights, positions, segments)
+  capacity = length if loss_capacity is None else loss_capacity
+  loss_positions = np.zeros((len(rows), capacity), np.int32)
+  loss_weights = np.zeros((len(rows), capacity), np.float32)
+  for r in range(len(rows)):
+    where = np.flatnonzero(weights[r])
+    if len(where) > capacity:
+      raise ValueError(f"row {r} has {len(where)} target predictions, more than its loss capacity {capacity}")
+    loss_positions[r, :len(where)], loss_weights[r, :len(where)] = where, 1.0
+  loss_labels = np.take_along_axis(labels, loss_positions, axis=1)
+  return Batch(inputs, labels, weights, positions, segments, loss_positions, loss_labels, loss_weights)
 
 
 def first_fit(lengths: Sequence[int], capacity: int, *, window: int = 64) -> list[list[int]]:
@@ -168,10 +194,17 @@ def agree_max(counts: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-  """One optimizer step's rows of this process: a bucket length and, per row, indices of the examples in it."""
+  """One optimizer step's rows of this process: a bucket length, per row the indices of the examples in it,
+  and the room for target predictions per row (a fraction of the length: few shapes to compile)."""
 
   length: int
   rows: tuple[tuple[int, ...], ...]
+  loss_capacity: int = 0  # 0: the whole length
+
+
+def loss_capacity(targets: int, length: int) -> int:
+  """The smallest of length/8, /4, /2 and length that holds `targets` predictions."""
+  return next(c for c in (max(1, length // 8), max(1, length // 4), max(1, length // 2), length) if c >= targets)
 
 
 class PackedDataset:
@@ -210,8 +243,13 @@ class PackedDataset:
       steps += [Step(b, tuple(tuple(r) for r in padded[k * self.rows_per_step:(k + 1) * self.rows_per_step]))
                 for k in range(num_steps)]
     schedule = np.random.default_rng(seed + [1]).permutation(len(steps))
-    return [steps[k] for k in schedule]
+    steps = [steps[k] for k in schedule]
+    # Every process must compile the same shapes: the capacity of each step is agreed like the row counts.
+    needed = np.asarray([max([sum(target_count(self.items[i]) for i in row) for row in s.rows] + [0])
+                         for s in steps], np.int64)
+    needed = self._agree(needed) if len(steps) else needed
+    return [dataclasses.replace(s, loss_capacity=loss_capacity(int(n), s.length)) for s, n in zip(steps, needed)]
 
   def batch(self, step: Step) -> Batch:
     """The arrays of one planned step."""
-    return make_batch(self.items, step.rows, step.length, self.pad_id)
+    return make_batch(self.items, step.rows, step.length, self.pad_id, step.loss_capacity or None)

@@ -85,9 +85,13 @@ def token_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> tupl
 
 
 def batch_loss(model: nnx.Module, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-  """(sum of target-token losses, number of target tokens) of one micro-batch [rows, positions]."""
-  logits = model(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
-  return token_loss(logits, batch["labels"], batch["weights"])
+  """(sum of target-token losses, number of target tokens) of one micro-batch [rows, positions].
+
+  Logits are computed at the target predictions only (`loss_positions`), not over whole rows.
+  """
+  hidden, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+  hidden = jnp.take_along_axis(hidden, batch["loss_positions"][..., None], axis=1)  # [rows, capacity, embed]
+  return token_loss(model.logits(hidden), batch["loss_labels"], batch["loss_weights"])
 
 
 def make_train_step(graphdef: nnx.GraphDef, config: TrainConfig, tx: optax.GradientTransformation

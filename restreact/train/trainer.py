@@ -217,8 +217,8 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
         planned = plan[position["index"]]
         local = dataset.batch(planned).arrays()
         batch = {k: jax.make_array_from_process_local_data(
-            in_batch, v.reshape(config.grad_accum, local_rows, planned.length),
-            (config.grad_accum, config.micro_batch, planned.length)) for k, v in local.items()}
+            in_batch, v.reshape(config.grad_accum, local_rows, v.shape[-1]),
+            (config.grad_accum, config.micro_batch, v.shape[-1])) for k, v in local.items()}
         state, metrics = step_fn(state, frozen, batch)
         step += 1
         position["index"] += 1
