@@ -132,6 +132,36 @@ def test_sigterm_saves_and_the_resumed_run_ends_at_the_same_loss(tok, tmp_path, 
   assert again.steps == 12 and again.final_loss == reference.final_loss  # a finished run returns at once
 
 
+class _Killed(BaseException):
+  """Stands in for a SIGKILL inside an eval: nothing after it runs."""
+
+
+def test_a_kill_inside_an_eval_resumes_without_losing_or_repeating_it(tok, tmp_path):
+  """Killed in the eval of step 5 (best/4 saved, latest checkpoint 3), then in the final eval (checkpoint 12 saved):
+  each rerun resumes (no StepAlreadyExistsError) and the last one runs the final eval it missed, once."""
+  def killed_at(n):
+    calls = []
+
+    def eval_fn(model):
+      calls.append(1)
+      if len(calls) == n:
+        raise _Killed()
+      return float(len(calls))
+    return eval_fn
+
+  for kill_at_call in (5, 12 - 3):  # the second run resumes at 3 and its 9th eval is step 12's
+    with pytest.raises(_Killed):
+      train(tiny_model(), tok, mixed_examples(), resume_config(), tmp_path, mesh=one_device_mesh(),
+            eval_fn=killed_at(kill_at_call))
+  assert (tmp_path / CHECKPOINTS / "12").is_dir()
+  evals = []
+  result = train(tiny_model(), tok, mixed_examples(), resume_config(), tmp_path, mesh=one_device_mesh(),
+                 eval_fn=lambda m: evals.append(1) or 100.0)
+  assert len(evals) == 1 and result.steps == 12 and result.best_score == 100.0
+  assert result.best_checkpoint.name == "12"
+  assert [r["step"] for r in read_metrics(result.metrics_path) if "score" in r] == list(range(1, 13))
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tok, tmp_path):
   config = TrainConfig(total_steps=20, batch_size=4, seq_len=16, buckets=(16,), warmup_steps=3, learning_rate=1e10,
                        clip_norm=None, lora_rank=None, save_every=1, keep=3, progress=False)

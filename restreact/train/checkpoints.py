@@ -90,7 +90,10 @@ class Checkpoints:
     return from_nested(like, restored["state"]), restored["data"]
 
   def save_best(self, step: int, params, score: float) -> None:
-    """Offer the trainable weights at `step` with its eval score; orbax keeps the best one only."""
+    """Offer the trainable weights at `step` with its eval score; orbax keeps the best one only. A step offered
+    before (a run resumed after the eval, before its next checkpoint) is the same weights: kept as it is."""
+    if step in self.best.all_steps():
+      return
     self.best.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(to_nested(params))),
                    metrics={"score": float(score)}, force=True)
 

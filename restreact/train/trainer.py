@@ -21,7 +21,7 @@ from restreact.models import Tokenizer, Transformer, apply_lora, make_mesh, shar
 from restreact.train.checkpoints import Checkpoints, Preemption, restore_trainable
 from restreact.train.config import RESUMABLE_CHANGES, TrainConfig
 from restreact.train.data import Example, PackedDataset
-from restreact.train.metrics import MetricsWriter
+from restreact.train.metrics import MetricsWriter, read_metrics
 from restreact.train.step import (TrainState, batch_sharding, init_state, make_train_step, optimizer,
                                   trainable_filter, tree_shardings)
 
@@ -201,11 +201,17 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
 
   def evaluate(at: int) -> None:
     score = float(eval_fn(view()))
-    writer.write(at, {"score": score}, prefix="eval")
     ckpts.save_best(at, state.params, score)
+    writer.write(at, {"score": score}, prefix="eval")  # written last: its record says the eval is complete
+
+  def eval_due(at: int) -> bool:
+    return eval_fn is not None and at > 0 and (at == config.total_steps
+                                               or bool(config.eval_every and at % config.eval_every == 0))
 
   try:
     with Preemption() as preemption, jax.set_mesh(mesh):
+      if eval_due(step) and not _evaluated(writer.path, step):  # killed between its checkpoint and its eval
+        evaluate(step)
       tick = time.perf_counter()
       while step < config.total_steps:
         if position["index"] >= len(plan):  # next epoch: a fresh key from the carried PRNG state
@@ -266,6 +272,16 @@ def _check_finite(metrics: dict, step: int, writer: MetricsWriter, ckpts: Checkp
   raise NonFiniteLossError(f"{what} at step {step}; training stopped. "
                            + (f"The last good checkpoint is step {good} in {workdir}." if good is not None
                               else "No checkpoint was saved before it."))
+
+
+def _evaluated(metrics_path: Path, step: int) -> bool:
+  """Whether the metrics file records an eval at `step` (process 0 reads it; every process gets its answer)."""
+  done = jax.process_index() == 0 and metrics_path.exists() and any(
+      r.get("step") == step and "score" in r for r in read_metrics(metrics_path))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+  return done
 
 
 def _best_score(ckpts: Checkpoints) -> float | None:
