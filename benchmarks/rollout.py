@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import append, markdown_table  # noqa: E402
 from restreact.agent import AgentConfig, Lineage, Task, rollout, statement  # noqa: E402
 from restreact.agent.machine import make_candidate  # noqa: E402
-from restreact.agent.prompts import preamble  # noqa: E402
+from restreact.agent.prompts import step_preamble  # noqa: E402
 from restreact.data import WorldSolver, make_world  # noqa: E402
 from restreact.generate import Engine  # noqa: E402
 from restreact.models import GemmaConfig, Transformer, train_tokenizer  # noqa: E402
@@ -104,7 +104,7 @@ def main():
 
   world = make_world(seed=0, num_people=200, num_orgs=100, num_cities=60, num_countries=12)
   tmp = Path(tempfile.mkdtemp())
-  texts = [p.text for p in world.passages] + [preamble(t, few_shot=False) for t in
+  texts = [p.text for p in world.passages] + [step_preamble(t, few_shot=False) for t in
                                               ("decision", "summarize", "answer", "relevance", "grounding")] * 10
   tokenizer = train_tokenizer(texts, tmp / "tok.model", vocab_size=2048)
   cfg = GemmaConfig.preset("gemma3-tiny").replace(vocab_size=tokenizer.vocab_size, sliding_window=args.window,
@@ -116,7 +116,7 @@ def main():
     engine = Engine(model, tokenizer, num_slots=slots, max_len=args.max_len, eos_ids=(), prefill_chunk=256,
                     prefill_buckets=(32, 64, 128), steps_per_round=args.steps_per_round)
     for step_type in ("decision", "summarize", "answer", "relevance", "grounding"):
-      engine.register_prefix(preamble(step_type, few_shot=False))
+      engine.register_prefix(step_preamble(step_type, few_shot=False))
     return engine
 
   engine, single = make_engine(args.in_flight), make_engine(1)

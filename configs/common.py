@@ -2,9 +2,11 @@
 
 An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `common.get_config(2, "xs", arg)`:
 run the ReST loop up to generation 2 and deliver the XS model. Generation 0 is the pilot.
-Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted), "pilot:l" /
-"gen1:l" / "gen2:l" (a size fine-tuned in that generation), or "exact_match" (judge only; a
-deterministic stand-in for CPU demos, where no instruction-tuned model exists).
+Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted) or "pilot:l" /
+"gen1:l" / "gen2:l" (a size fine-tuned in that generation). CPU demos, where no instruction-tuned
+model exists, use stand-ins: the judge "exact_match" and the ranker "world_rules" (rules that read the
+ranking prompt of the synthetic world, `restreact/rest/stand_in_ranker.py`). The ranker "perplexity"
+asks no one: the no-feedback ablation.
 """
 
 import ml_collections
@@ -41,12 +43,18 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
   c.models = ml_collections.ConfigDict({"l": _model(4, None), "s": _model(4, 8), "xs": _model(16, None)})
   c.tokenizer = ""  # tokenizer.model; "" = the L checkpoint's; "world" = trained on the synthetic world (demo)
-  c.world = ml_collections.ConfigDict(dict(seed=0, vocab_size=1024))  # synthetic world; its tokenizer size
+  # The synthetic world (demos): make_world's seed and entity counts, and its tokenizer's size. The seed alone
+  # changes the whole world: passages, questions of every split, tokenizer.
+  c.world = ml_collections.ConfigDict(dict(seed=0, vocab_size=2048, num_countries=8, num_cities=30,
+                                           num_people=110, num_orgs=55, split_sizes=dict(pilot=100, dev=24, test=50),
+                                           pilot_forms=()))
 
   # Questions: {name, path, limit, options}; names as in restreact.data.load_questions.
   # The paper grows on 500 questions each of HotpotQA and three ELI5 sets (ELI5 has no loader here:
-  # NQ-open stands in), selects checkpoints on Bamboogle and tests on BamTwoogle.
+  # NQ-open stands in), selects checkpoints on Bamboogle and tests on BamTwoogle. `pilot` (empty: the
+  # train sets) are the questions the pilot grows on; later generations grow on `train`.
   c.data = ml_collections.ConfigDict(dict(
+      pilot=[],
       train=[dict(name="hotpotqa", path="", limit=500, options={}),
              dict(name="nq_open", path="", limit=500, options=dict(split="train"))],
       dev=dict(name="bamboogle", path="", limit=0, options={}),
@@ -61,9 +69,17 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
                                             tool_workers=16))
   # Pilot trajectories: "prompted" (the base L, few-shot) or "scripted" (the synthetic world's solver).
   c.pilot = ml_collections.ConfigDict(dict(source="prompted", num_candidates=1))  # candidates: scripted only
-  c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4)))  # trajectories per question, per generation
+  # Growing: trajectories per question per generation; candidates per step (0: models.l.num_candidates) and
+  # temperature (None: agent.temperature) of the L that grows generations 1 and 2.
+  c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4), num_candidates=0,
+                                          temperature=ml_collections.config_dict.placeholder(float)))
+  # ranker: a model reference, "world_rules" (the demo's stand-in) or "perplexity" (no feedback: ablation).
   c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
-  c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False))  # size 0: all
+  # weights: with size 0, how many times each generation's unique examples enter (1: all of them, once);
+  # with size > 0, each generation's share of `size` examples. drop_ungrounded: leave out trajectories whose
+  # answer is in none of the search results they saw.
+  c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False,
+                                             drop_ungrounded=False))
 
   c.train = ml_collections.ConfigDict(dict(
       total_steps=1000, batch_size=16, seq_len=4096, buckets=ml_collections.config_dict.placeholder(tuple),
@@ -83,38 +99,45 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
 
 def demo(c: ml_collections.ConfigDict) -> None:
-  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~15 min, 2 cores).
+  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~20 min, 2 cores).
 
-  Sizes follow a study of what 2 CPU cores train in minutes (see the README's results): a 2048-piece tokenizer
-  keeps prompts short, and rows of 384 tokens keep the end of each prompt (the state; the constant preamble is
-  cut from the left).
+  The sizes come from a study of what 2 CPU cores learn in minutes (README, Results): a world tokenizer that
+  keeps every name and year whole, attention that is global in both layers (a sliding window hides the
+  question from the steps that must copy from it), rows that hold every zero-shot prompt whole, and a few
+  hundred steps per fine-tune. The pilot learns from 100 scripted trajectories; generations 1 and 2 grow on
+  240 further questions with 4 candidates per step, ranked by the world's stand-in ranker.
   """
   c.tokenizer = "world"
-  c.world.vocab_size = 2048
-  tiny = dict(vocab_size=2048, max_position_embeddings=2048, num_layers=2, layer_types=("local", "global"),
-              sliding_window=8, num_heads=4, num_kv_heads=2)
-  c.models.l.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+  # A smaller world than the default, so the pilot's 120 questions name most of its entities; the pilot's
+  # questions come in 4 of the grammar's 7 forms, the pool's and the test's in all 7.
+  c.world.update(num_countries=6, num_cities=20, num_people=80, num_orgs=40,
+                 split_sizes=dict(pilot=120, dev=24, test=50),
+                 pilot_forms=("founder_city", "founder_year", "org_country", "person_country"))
+  tiny = dict(vocab_size=2048, max_position_embeddings=1024, num_layers=2, layer_types=("global", "global"),
+              num_heads=4, num_kv_heads=2)
+  c.models.l.update(preset="gemma3-tiny", dtype="float32", num_candidates=4,
                     overrides=dict(tiny, embed_dim=128, hidden_dim=512, head_dim=32, query_pre_attn_scalar=32))
-  c.models.s.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+  c.models.s.update(preset="gemma3-tiny", dtype="float32", num_candidates=4,
                     overrides=dict(tiny, embed_dim=112, hidden_dim=448, head_dim=28, query_pre_attn_scalar=28))
-  c.models.xs.update(preset="gemma3-tiny", dtype="float32", num_candidates=2,
+  c.models.xs.update(preset="gemma3-tiny", dtype="float32", num_candidates=4,
                      overrides=dict(tiny, embed_dim=96, hidden_dim=384, head_dim=24, query_pre_attn_scalar=24))
   for m in c.models.values():
     m.train = dict(lora_rank=None)
-  split = lambda s: dict(name="synthetic", path="", limit=0, options=dict(seed=c.world.seed, split=s))
-  c.data.train = [dict(split("train"), limit=96)]
-  c.data.dev = dict(split("dev"), limit=12)
-  c.data.test = dict(split("test"), limit=16)
+  split = lambda s, limit: dict(name="synthetic", path="", limit=limit, options=dict(split=s))
+  c.data.pilot = [split("pilot", 0)]
+  c.data.train = [split("train", 0)]
+  c.data.dev = split("dev", 0)
+  c.data.test = split("test", 0)
   c.tool.update(kind="bm25", corpus="world")
   c.agent.update(max_new_tokens=120)
-  c.engine.update(num_slots=32, max_len=1280, prefill_chunk=256, prefill_buckets=(32, 64, 128), max_in_flight=32)
+  c.engine.update(num_slots=64, max_len=512, prefill_chunk=256, prefill_buckets=(32, 64, 128), max_in_flight=16)
   c.pilot.source = "scripted"
-  c.grow.samples = (1, 1, 1)
-  # The teacher ranks (zero-shot, as it was trained); the scripted pilot has one candidate per step: nothing to rank.
-  c.rank.update(ranker="pilot:l" if c.generation > 0 else "base:l", few_shot=False, max_new_tokens=64)
-  c.train.update(total_steps=300, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
-                 warmup_steps=20, param_dtype="float32", save_every=100, eval_every=None, log_every=10)
-  c.eval.update(runs=3, judge="exact_match", dev_runs=1)
+  c.grow.update(samples=(1, 2, 2), temperature=1.0)
+  c.rank.update(ranker="world_rules", few_shot=False)
+  c.mixture.drop_ungrounded = True
+  c.train.update(total_steps=800, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
+                 warmup_steps=20, param_dtype="float32", save_every=200, eval_every=None, log_every=50)
+  c.eval.update(runs=5, judge="exact_match", dev_runs=1)
 
 
 def quick(c: ml_collections.ConfigDict) -> None:
@@ -123,6 +146,8 @@ def quick(c: ml_collections.ConfigDict) -> None:
     m.overrides = dict(m.overrides, embed_dim=32, hidden_dim=64, num_heads=2, num_kv_heads=1, head_dim=16,
                        query_pre_attn_scalar=16)
     m.train = dict(lora_rank=None)
+    m.num_candidates = 2
+  c.data.pilot[0]["limit"] = 6
   c.data.train[0]["limit"] = 6
   c.data.dev["limit"] = 2
   c.data.test["limit"] = 3

@@ -72,3 +72,60 @@ def test_real_config_without_checkpoint_exits_at_once(tmp_path):
   ok = subprocess.run([sys.executable, "-m", "restreact.launch", "--config=configs/gen2_xs.py:demo",
                        "--check_only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert ok.returncode == 0 and "config ok" in ok.stdout
+
+
+def test_one_world_seed_changes_questions_corpus_and_splits_together():
+  """`--config.world.seed=N` alone makes another world: every split's questions are answerable from its corpus."""
+  from restreact.data.world import make_world
+  from restreact.rest.setup import questions, world_options
+  tests = {}
+  for seed in (0, 1):
+    c = load("gen2_xs", "demo")
+    c.world.seed = seed
+    corpus = " ".join(p.text for p in make_world(**world_options(c)).passages)
+    for what in ("pilot", "dev", "test"):
+      spec = c.data.pilot[0] if what == "pilot" else c.data[what]
+      records = questions(spec, what, world_options(c))
+      assert records and all(r.answer in corpus for r in records), (seed, what)
+    tests[seed] = {r.question for r in questions(c.data.test, "test", world_options(c))}
+  assert not tests[0] & tests[1]
+  c = load("gen2_xs", "demo")
+  with pytest.raises(ValueError, match=r"config\.data\.test\.options: seed .*config\.world"):
+    questions(dict(c.data.test, options={"split": "test", "seed": 3}), "test", world_options(c))
+
+
+def test_demo_pilot_data_fits_its_rows_and_keeps_every_unique_example(tmp_path, monkeypatch):
+  """The demo up to its first mixture: every scripted pilot example fits the training row whole (no prompt loses
+  its question to truncation) and every unique example is kept once."""
+  import json
+
+  from restreact.rest.pipeline import Pipeline, train_config
+
+  class Stop(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    raise Stop()
+
+  monkeypatch.setattr(Pipeline, "_train", stop)
+  c = load("gen2_xs", "demo")
+  with pytest.raises(Stop):
+    Pipeline(c, tmp_path).run()
+  card = json.loads((tmp_path / "pilot/mixture/card.json").read_text())
+  assert card["truncated"] == {"l": 0, "xs": 0}
+  assert 0 < card["max_tokens"] <= min(train_config(c, s).seq_len for s in ("l", "xs"))
+  (source,) = card["sources"]
+  assert card["examples"] == card["unique_examples"] == source["unique"] and source["repetition"] == 1.0
+  assert source["trajectories_used"] == c.world.split_sizes.pilot
+  assert card["fallbacks"] == 0  # one scripted candidate per step: nothing to rank, nothing falls back
+
+
+def test_a_mixture_that_would_be_truncated_stops_before_training(tmp_path):
+  """Rows too short for more than 1% of the examples: the run stops after the mixture, naming the option."""
+  from restreact.rest.pipeline import Pipeline
+  c = load("gen2_xs", "demo")
+  c.train.update(seq_len=128, buckets=(128,))
+  with pytest.raises(ValueError, match=r"pilot/mixture: \d+ of \d+ examples are longer than the 128-token rows of L"
+                                       r".*config\.train\.seq_len"):
+    Pipeline(c, tmp_path).run()
+  assert not (tmp_path / "pilot" / "train_l").exists()

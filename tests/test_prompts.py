@@ -41,11 +41,12 @@ def test_example_states_render_as_the_agent_renders_them(step_type):
 
 
 @pytest.mark.parametrize("step_type", STEP_TYPES)
-def test_zero_shot_variant_is_the_preamble_without_examples(step_type):
+def test_zero_shot_variant_is_the_docstring_alone(step_type):
   zero = preamble(step_type, few_shot=False)
   assert load_template(step_type).startswith(zero.rstrip())
-  assert "ACTION_SELECTED =" not in zero.split('"""', 2)[2]  # no example actions after the docstring
-  ast.parse(zero)
+  module = ast.parse(zero)
+  assert len(module.body) == 1 and ast.get_docstring(module)  # the task in words: no classes, no examples
+  assert "ACTION_SELECTED =" not in zero.split('"""', 2)[2]
 
 
 def test_unknown_template_names_the_known_ones():

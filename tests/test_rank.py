@@ -149,7 +149,9 @@ def test_fallback_to_perplexity_order_is_flagged_and_counted():
   assert (partial.order, partial.status, partial.fallback) == ((1, 3, 0, 2), "partial", True)
   assert good.best == 2 and not good.fallback
   assert count_statuses([garbage, partial, good]) == {"ok": 1, "partial": 1, "invalid": 1, "skipped": 0,
-                                                      "fallback": 2}
+                                                      "perplexity": 0, "fallback": 2}
+  plain = rank_candidates(STEP_INPUT, candidates, generate=None, rng=random.Random(0))  # no feedback: ablation
+  assert (plain.order, plain.status, plain.fallback) == ((1, 3, 0, 2), "perplexity", False)
 
 
 def test_candidates_with_empty_fields_rank_last():

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from restreact.agent import CheckAnswer, preamble
+from restreact.agent import CheckAnswer
+from restreact.agent.prompts import step_preamble
 from restreact.agent.machine import AgentConfig
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import Task, rollout
@@ -38,7 +39,7 @@ class ThreeCandidates:
   def __call__(self, machine, request):
     if machine.question_id in self.fail and request.step_type == "answer":
       return [(GARBAGE, [-0.1] * 4)] * 3
-    action = self.solver.action(self.solver.by_id[machine.question_id], machine, request.step_type)
+    action = self.solver.action(machine, request.step_type)
     return [(action, [-0.05] * 8), (variant(action), [-0.5] * 8), (GARBAGE, [-0.01] * 8)]
 
 
@@ -100,7 +101,7 @@ def test_target_is_ranked_best_parseable_else_chosen(data):
   ranked = step_examples(r0, rankings, source="s", generation=7)
   # order (2, 1, 0): #2 did not parse, so the variant #1 is the target
   assert [e.target for e in ranked] == [s.candidates[1].text for s in steps]
-  assert [e.prompt for e in ranked] == [preamble(s.step_type, few_shot=False) + s.input + "\n" for s in steps]
+  assert [e.prompt for e in ranked] == [step_preamble(s.step_type, few_shot=False) + s.input + "\n" for s in steps]
   assert all(e.target.endswith("# [END]") and "# EXAMPLES" not in e.prompt for e in ranked)
   assert {(e.source, e.generation, e.trajectory_key) for e in ranked} == {("s", 7, r0.key)}
   assert [e.step_type for e in ranked] == [s.step_type for s in steps]
@@ -112,7 +113,7 @@ def test_target_is_ranked_best_parseable_else_chosen(data):
   want = [s.candidates[i].text for s, i in zip(r1.model_steps(), [0, 1] + [0] * 20)]
   assert got == want
   few = step_examples(r0, few_shot=True)[0]
-  assert few.prompt == preamble(steps[0].step_type) + steps[0].input + "\n" and "# EXAMPLES" in few.prompt
+  assert few.prompt == step_preamble(steps[0].step_type, few_shot=True) + steps[0].input + "\n" and "# EXAMPLES" in few.prompt
 
 
 def test_failed_trajectories_skipped_by_default_and_misfit_rankings_rejected(data):
@@ -140,10 +141,11 @@ def test_mixture_dedup_and_card_match_hand_counts(data, tmp_path):
   # gen2's q2 is step-for-step gen1's unranked q2: all its examples are duplicates
   assert (s2.examples, s2.duplicates, s2.unique) == (n_steps(qs[2]) + n_steps(qs[4]), n_steps(qs[2]), n_steps(qs[4]))
   assert card.duplicates_removed == n_steps(qs[2]) and card.unique_examples == gen1_steps + n_steps(qs[4])
-  assert card.size == card.examples == card.unique_examples  # no size: as many as unique examples
-  assert (s1.taken, s2.taken) == (card.size - card.size // 2, card.size // 2)  # equal shares, tie to the first
-  assert (s1.upsampled, s2.upsampled) == (False, True)
-  assert s1.ranking_statuses == {"ok": n_steps(qs[0]), "partial": 1, "invalid": 1, "skipped": 0,
+  # no size: every unique example once (weights 1), whatever the sources' sizes
+  assert card.size == card.examples == card.unique_examples
+  assert (s1.taken, s2.taken) == (s1.unique, s2.unique) and s1.repetition == s2.repetition == 1.0
+  assert (s1.upsampled, s2.upsampled) == (False, False) and s1.share == s1.taken / card.size
+  assert s1.ranking_statuses == {"ok": n_steps(qs[0]), "partial": 1, "invalid": 1, "skipped": 0, "perplexity": 0,
                                  "unranked": gen1_steps - n_steps(qs[0]) - 2}
   assert card.fallbacks == 2 and card.ranking_statuses["unranked"] == s1.ranking_statuses["unranked"] + s2.model_steps
   assert card.mean_candidates_per_step == 3.0 and s1.candidates == 3 * gen1_steps
@@ -160,6 +162,22 @@ def test_mixture_dedup_and_card_match_hand_counts(data, tmp_path):
   assert read_card(tmp_path) == card and json.loads((tmp_path / "card.json").read_text())["size"] == card.size
   md = (tmp_path / "card.md").read_text()
   assert "| source | gen | weight |" in md and "| gen2 | 2 | 1 |" in md and card.sha256 in md
+
+
+def test_default_weights_repeat_and_ungrounded_answers_are_dropped(data, tmp_path):
+  card = build_mixture(sources(data, 1, 2), tmp_path / "a" / "mix.jsonl", seed=0)
+  s1, s2 = card.sources
+  assert (s1.taken, s2.taken) == (s1.unique, 2 * s2.unique) and (s1.repetition, s2.repetition) == (1.0, 2.0)
+  # an answer that no search result showed: with drop_ungrounded its trajectory gives nothing, and is counted
+  good = data["records"][data["qs"][0].id]
+  unsupported = dataclasses.replace(good, final_answer="Nowhere at all")
+  path = tmp_path / "two.jsonl"
+  path.write_text(good.to_json() + "\n" + dataclasses.replace(unsupported, sample=1).to_json() + "\n")
+  kept = build_mixture([MixtureSource("g", path, None, 1, 1)], tmp_path / "b" / "mix.jsonl", seed=0)
+  dropped = build_mixture([MixtureSource("g", path, None, 1, 1, drop_ungrounded=True)], tmp_path / "c" / "mix.jsonl",
+                          seed=0)
+  assert kept.sources[0].trajectories_used == 2 and kept.sources[0].dropped == {"failed": 0, "ungrounded": 0}
+  assert dropped.sources[0].trajectories_used == 1 and dropped.sources[0].dropped == {"failed": 0, "ungrounded": 1}
 
 
 def test_weights_give_stated_shares_and_seed_fixes_the_file(data, tmp_path):

@@ -23,13 +23,22 @@ def test_same_seed_same_world_and_splits_partition_questions(world):
   again = make_world(seed=3)
   assert again.passages == world.passages and again.all_questions == world.all_questions
   assert make_world(seed=4).passages != world.passages
-  splits = {s: {q.id for q in world.questions(s)} for s in ("train", "dev", "test")}
+  splits = {s: {q.id for q in world.questions(s)} for s in ("pilot", "train", "dev", "test")}
   assert sum(map(len, splits.values())) == len(world.questions()) and all(splits.values())
-  assert not (splits["train"] & splits["dev"]) and not (splits["dev"] & splits["test"])
+  assert {s: len(ids) for s, ids in splits.items() if s != "train"} == {"pilot": 100, "dev": 24, "test": 50}
+  assert len(set.union(*splits.values())) == len(world.questions())  # disjoint
   assert {len(q.hops) for q in world.questions()} == {2, 3}
   assert len({p.title for p in world.passages}) == len(world.passages)
   with pytest.raises(ValueError, match="split"):
     world.questions("validation")
+
+
+def test_pilot_forms_leave_the_other_forms_to_growth():
+  world = make_world(seed=3, pilot_forms=("founder_city", "org_country"), split_sizes={"pilot": 40})
+  assert {q.form for q in world.questions("pilot")} == {"founder_city", "org_country"}
+  assert {q.form for q in world.questions("test")} > {"founder_city", "org_country"}
+  with pytest.raises(ValueError, match="form"):
+    make_world(seed=3, pilot_forms=("no_such_form",))
 
 
 def test_every_hop_fact_is_in_its_passage(world):

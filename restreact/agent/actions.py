@@ -108,6 +108,10 @@ STEP_ACTIONS: dict[str, tuple[type[Action], ...]] = {
 STEP_TYPES = tuple(STEP_ACTIONS)
 ALL_ACTIONS = (Search, Terminate, ResultItem, SelectLink, Answer, CheckAnswer, ReviseAnswer)
 BY_CODE_NAME = {a.code_name: a for a in ALL_ACTIONS}
+# The identifiers of the action language and of the state, for tokenizers that keep them whole (the CPU demo's).
+STATE_NAMES = ("ORIGINAL_QUESTION", "PAST_ACTIONS", "REMAINING_SEARCHES", "CURRENT_SEARCH_RESULTS", "PROPOSED_ANSWER")
+CODE_WORDS = tuple(sorted({"ACTION_SELECTED", *STATE_NAMES, *(a.code_name for a in ALL_ACTIONS),
+                           *(f.name for a in ALL_ACTIONS for f in dataclasses.fields(a) if "_" in f.name)}))
 
 
 def statement(action: Action) -> str:

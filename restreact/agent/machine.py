@@ -20,7 +20,7 @@ import json
 
 from restreact.agent.actions import Answer, CheckAnswer, ReviseAnswer, ResultItem, Search, SelectLink, Terminate
 from restreact.agent.parser import ParseError, parse_step
-from restreact.agent.prompts import preamble
+from restreact.agent.prompts import step_preamble
 from restreact.agent.records import (Candidate, Lineage, MachineStep, ModelStep, ToolResult, ToolStep,
                                      TrajectoryRecord)
 from restreact.agent.state import DEFAULT_SEARCHES, AgentState
@@ -111,7 +111,7 @@ class Trajectory:
       self.fail(f"more than {self.config.max_model_steps} model steps")
       return None
     text = self.state.render()
-    return StepRequest(self.phase, text, preamble(self.phase, few_shot=self.config.few_shot) + text + "\n",
+    return StepRequest(self.phase, text, step_preamble(self.phase, few_shot=self.config.few_shot) + text + "\n",
                        self.config.num_candidates)
 
   def feed_candidates(self, request: StepRequest, candidates: list[Candidate]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from restreact.agent.actions import END_MARKER, STEP_TYPES, Action, statement
 from restreact.agent.machine import AgentConfig, StepRequest, Trajectory, make_candidate
-from restreact.agent.prompts import preamble
+from restreact.agent.prompts import step_preamble
 from restreact.agent.records import Candidate
 
 
@@ -30,7 +30,7 @@ class EngineSampler:
     self._requests: dict[int, tuple[object, str]] = {}  # handle (the engine's request id) -> request, step type
     if reuse_preambles:
       for step_type in STEP_TYPES:
-        engine.register_prefix(preamble(step_type, few_shot=config.few_shot))
+        engine.register_prefix(step_preamble(step_type, few_shot=config.few_shot))
 
   @property
   def busy(self) -> bool:

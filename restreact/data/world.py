@@ -2,9 +2,12 @@
 
 `make_world(seed)` generates entities and relations, one Wikipedia-like passage per entity (the
 corpus the BM25 tool searches), and 2- and 3-hop questions whose answers follow from the passages,
-split into train/dev/test by seed. Every fact a question needs sits in the first sentences of the
-passage about the entity it concerns, so a snippet shows it. Names are made of invented syllables:
-no question can be answered from a pretrained model's memory, only by searching.
+split into pilot / train / dev / test. Names are made of invented syllables: no question can be
+answered from a pretrained model's memory, only by searching.
+
+The world speaks a small language, defined once in `grammar.py`: each relation has one fact sentence
+and each question form one relation chain. Passages are written with it, and `grammar` reads it back
+for the demo's stand-in ranker, which must understand the text the way an LLM ranker would.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import dataclasses
 import json
 import os
 import random
+import re
 from pathlib import Path
 
+from restreact.data import grammar
 from restreact.data.questions import QuestionRecord, register_question_set
 
 _ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "k", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z"]
@@ -23,6 +28,9 @@ _CODAS = ["", "", "n", "r", "l", "s", "th", "m", "nd", "rk"]
 _FIELDS = ["chemist", "painter", "engineer", "poet", "architect", "botanist", "composer", "mathematician"]
 _ORG_KINDS = [("company", "Works"), ("company", "Instruments"), ("university", "University"),
               ("museum", "Museum"), ("orchestra", "Orchestra"), ("company", "Shipping")]
+SPLITS = ("pilot", "train", "dev", "test")
+# pilot: the small scripted set the pilot learns from; train: the larger pool later generations grow on.
+DEFAULT_SPLIT_SIZES = {"pilot": 100, "dev": 24, "test": 50}  # the rest is train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +61,12 @@ class WorldQuestion:
   answer: str
   hops: tuple[Hop, ...]
   split: str
+  form: str = ""  # the grammar's question form
 
 
 @dataclasses.dataclass
 class World:
-  """Entities' passages and questions; `questions(split)` selects train, dev or test."""
+  """Entities' passages and questions; `questions(split)` selects pilot, train, dev or test."""
 
   seed: int
   passages: list[Passage]
@@ -65,8 +74,8 @@ class World:
 
   def questions(self, split: str | None = None) -> list[WorldQuestion]:
     """The questions of one split (all of them when split is None)."""
-    if split not in (None, "train", "dev", "test"):
-      raise ValueError(f"split must be train, dev or test, got {split!r}")
+    if split not in (None, *SPLITS):
+      raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     return [q for q in self.all_questions if split is None or q.split == split]
 
   def write_corpus(self, path: str | os.PathLike) -> Path:
@@ -79,6 +88,13 @@ class World:
         f.write(json.dumps(dataclasses.asdict(p)) + "\n")
     os.replace(tmp, path)
     return path
+
+  def whole_words(self) -> list[str]:
+    """Every name word and year of the world: a demo tokenizer keeps each whole, so a model copies it as one
+    token (tiny models learn to copy one token from a search result far sooner than a run of sub-words)."""
+    words = {w for p in self.passages for w in p.title.split()}
+    words |= {y for p in self.passages for y in re.findall(r"\b\d{4}\b", p.text)}
+    return sorted(words)
 
 
 class _Names:
@@ -96,16 +112,28 @@ class _Names:
         return w
 
 
-def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, num_people: int = 90,
-               num_orgs: int = 45, split_fractions: tuple[float, float] = (0.7, 0.15)) -> World:
-  """Generate a world; the same seed gives the same world, passages, questions and splits."""
+def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, num_people: int = 110,
+               num_orgs: int = 55, split_sizes: dict[str, int] | None = None,
+               pilot_forms: tuple[str, ...] | None = None) -> World:
+  """Generate a world; the same seed (and sizes) give the same world, passages, questions and splits.
+
+  `split_sizes` gives the pilot, dev and test counts (default DEFAULT_SPLIT_SIZES); the rest is train. Test
+  and dev questions are drawn from every question form; pilot questions only from `pilot_forms` (grammar
+  form names; default all), so the later generations can meet forms the pilot never showed.
+  """
+  pilot_forms = tuple(pilot_forms) if pilot_forms else tuple(grammar.FORMS)
+  if unknown := sorted(set(pilot_forms) - set(grammar.FORMS)):
+    raise ValueError(f"unknown question forms {unknown}; the grammar has {', '.join(grammar.FORMS)}")
   if min(num_countries, num_cities, num_people, num_orgs) < 1:
     raise ValueError("every entity count must be positive")
+  sizes = dict(DEFAULT_SPLIT_SIZES, **(split_sizes or {}))
+  if set(sizes) - set(SPLITS) - {"train"} or "train" in sizes or min(sizes.values()) < 0:
+    raise ValueError(f"split_sizes takes non-negative pilot, dev and test counts, got {split_sizes}")
   rng = random.Random(seed)
   names = _Names(rng)
   countries = [names.word(2) + rng.choice(["ia", "and", "ora"]) for _ in range(num_countries)]
   cities = [{"name": names.word(2) + rng.choice(["port", "ford", "holm", "ville", "grad"]),
-             "country": rng.choice(countries), "founded": rng.randint(1100, 1850)} for _ in range(num_cities)]
+             "country": rng.choice(countries), "founded": rng.randrange(1100, 1850, 10)} for _ in range(num_cities)]
   people = [{"name": f"{names.word(2)} {names.word(2)}", "field": rng.choice(_FIELDS),
              "city": rng.choice(cities), "born": rng.randint(1890, 1990)} for _ in range(num_people)]
   orgs = []
@@ -114,100 +142,73 @@ def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, n
     founder = rng.choice(people)
     orgs.append({"name": f"{names.word(2)} {suffix}", "kind": kind, "founder": founder,
                  "city": rng.choice(cities), "founded": founder["born"] + rng.randint(22, 50)})
-  passages = _passages(countries, cities, people, orgs, rng)
+  passages = _passages(countries, cities, people, orgs)
   questions = _questions(cities, people, orgs, rng)
   order = list(range(len(questions)))
   random.Random(seed + 1).shuffle(order)
-  n_train = int(len(order) * split_fractions[0])
-  n_dev = int(len(order) * split_fractions[1])
-  split_of = {i: "train" if r < n_train else "dev" if r < n_train + n_dev else "test" for r, i in enumerate(order)}
-  questions = [dataclasses.replace(q, split=split_of[i]) for i, q in enumerate(questions)]
+  split_of = {}
+  for split in ("test", "dev", "pilot"):
+    free = [i for i in order if i not in split_of and (split != "pilot" or questions[i].form in pilot_forms)]
+    if len(free) < sizes[split]:
+      raise ValueError(f"the {split} split needs {sizes[split]} questions; only {len(free)} are left")
+    split_of.update({i: split for i in free[:sizes[split]]})
+  questions = [dataclasses.replace(q, split=split_of.get(i, "train")) for i, q in enumerate(questions)]
   return World(seed, passages, questions)
 
 
-# Facts, phrased once so passages and hops agree word for word.
-def _fact_city_country(c):
-  return f"{c['name']} is a city in {c['country']}."
-
-
-def _fact_born_in(p):
-  return f"{p['name']} was born in {p['city']['name']}."
-
-
-def _fact_born_year(p):
-  return f"{p['name']} was born in the year {p['born']}."
-
-
-def _fact_founder(o):
-  article = "an" if o["kind"][0] in "aeiou" else "a"
-  return f"{o['name']} is {article} {o['kind']} founded by {o['founder']['name']} in {o['founded']}."
-
-
-def _fact_org_city(o):
-  return f"{o['name']} is based in {o['city']['name']}."
-
-
-def _passages(countries, cities, people, orgs, rng) -> list[Passage]:
+def _passages(countries, cities, people, orgs) -> list[Passage]:
+  f = grammar.fact
   out = []
   for country in countries:
-    members = sorted(c["name"] for c in cities if c["country"] == country)[:4]
+    members = sorted(c["name"] for c in cities if c["country"] == country)[:3]
     tail = f" Its cities include {', '.join(members)}." if members else ""
     out.append(Passage("", country, f"{country} is a country.{tail}"))
   for c in cities:
-    out.append(Passage("", c["name"], f"{_fact_city_country(c)} It was founded in {c['founded']}. "
-                                      f"It lies on the {rng.choice(['north', 'south', 'east', 'west'])} bank of a river."))
+    out.append(Passage("", c["name"], f"{f('country', c['name'], c['country'])} "
+                                      f"{f('city_founded', c['name'], c['founded'])}"))
   for p in people:
-    pronoun = rng.choice(["She", "He"])
     article = "an" if p["field"][0] in "aeiou" else "a"
-    out.append(Passage("", p["name"], f"{p['name']} is {article} {p['field']}. {_fact_born_in(p)} "
-                                      f"{_fact_born_year(p)} {pronoun} is known for work on {rng.choice(_FIELDS)}s' methods."))
+    out.append(Passage("", p["name"], f"{p['name']} is {article} {p['field']}. {f('born_in', p['name'], p['city']['name'])} "
+                                      f"{f('born_year', p['name'], p['born'])}"))
   for o in orgs:
-    out.append(Passage("", o["name"], f"{_fact_founder(o)} {_fact_org_city(o)} "
-                                      f"It employs about {rng.randint(2, 90) * 10} people."))
+    founder = f("founder", o["name"], o["founder"]["name"], kind=o["kind"], year=o["founded"])
+    out.append(Passage("", o["name"], f"{founder} {f('based_in', o['name'], o['city']['name'])}"))
   return [dataclasses.replace(p, id=f"w{i:05d}") for i, p in enumerate(out)]
 
 
-def _hop_founder(o):
-  return Hop(o["name"], o["name"], _fact_founder(o), o["founder"]["name"])
-
-
-def _hop_born_in(p):
-  return Hop(p["name"], p["name"], _fact_born_in(p), p["city"]["name"])
-
-
-def _hop_born_year(p):
-  return Hop(p["name"], p["name"], _fact_born_year(p), str(p["born"]))
-
-
-def _hop_org_city(o):
-  return Hop(o["name"], o["name"], _fact_org_city(o), o["city"]["name"])
-
-
-def _hop_country(c):
-  return Hop(c["name"], c["name"], _fact_city_country(c), c["country"])
-
-
 def _questions(cities, people, orgs, rng) -> list[WorldQuestion]:
-  qs = []
-  for o in orgs:
-    f = o["founder"]
-    qs.append((f"In which city was the founder of {o['name']} born?", (_hop_founder(o), _hop_born_in(f))))
-    qs.append((f"In what year was the founder of {o['name']} born?", (_hop_founder(o), _hop_born_year(f))))
-    qs.append((f"In which country is {o['name']} based?", (_hop_org_city(o), _hop_country(o["city"]))))
-    qs.append((f"In which country was the founder of {o['name']} born?",
-               (_hop_founder(o), _hop_born_in(f), _hop_country(f["city"]))))
+  """Every question form of the grammar for every entity it applies to, each hop written as its passage says it."""
+  objects = {}  # (subject, relation) -> (object, fact sentence)
+  for c in cities:
+    objects[c["name"], "country"] = (c["country"], grammar.fact("country", c["name"], c["country"]))
+    objects[c["name"], "city_founded"] = (str(c["founded"]), grammar.fact("city_founded", c["name"], c["founded"]))
   for p in people:
-    qs.append((f"In which country was {p['name']} born?", (_hop_born_in(p), _hop_country(p["city"]))))
+    objects[p["name"], "born_in"] = (p["city"]["name"], grammar.fact("born_in", p["name"], p["city"]["name"]))
+    objects[p["name"], "born_year"] = (str(p["born"]), grammar.fact("born_year", p["name"], p["born"]))
+  for o in orgs:
+    objects[o["name"], "founder"] = (o["founder"]["name"], grammar.fact("founder", o["name"], o["founder"]["name"],
+                                                                        kind=o["kind"], year=o["founded"]))
+    objects[o["name"], "based_in"] = (o["city"]["name"], grammar.fact("based_in", o["name"], o["city"]["name"]))
+  qs = []
+  for form in grammar.QUESTION_FORMS:
+    for entity in (orgs if form.subject == "organisation" else people):
+      hops, subject = [], entity["name"]
+      for relation in form.chain:
+        value, sentence = objects[subject, relation]
+        hops.append(Hop(subject, subject, sentence, value))
+        subject = value
+      qs.append((form.text.format(subject=entity["name"]), tuple(hops), form.name))
   rng.shuffle(qs)
-  return [WorldQuestion(f"world-{i:04d}", text, hops[-1].value, hops, "") for i, (text, hops) in enumerate(qs)]
+  return [WorldQuestion(f"world-{i:04d}", text, hops[-1].value, hops, "", form)
+          for i, (text, hops, form) in enumerate(qs)]
 
 
-def _load_synthetic(path=None, *, seed: int = 0, split: str | None = None) -> list[QuestionRecord]:
+def _load_synthetic(path=None, *, seed: int = 0, split: str | None = None, **sizes) -> list[QuestionRecord]:
   """`load_questions("synthetic", seed=0, split="test")`: a generated world's questions (path is unused)."""
   if path is not None:
     raise ValueError("the synthetic question set is generated from a seed; it takes no path")
   return [QuestionRecord(q.id, q.question, q.answer, (q.answer,), "synthetic")
-          for q in make_world(seed).questions(split)]
+          for q in make_world(seed, **sizes).questions(split)]
 
 
 register_question_set("synthetic", _load_synthetic)

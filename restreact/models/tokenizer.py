@@ -69,15 +69,24 @@ class Tokenizer:
     Path(path).write_bytes(self._proto)
 
 
-def train_tokenizer(texts: Iterable[str], path: str | os.PathLike, *, vocab_size: int = 512) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], path: str | os.PathLike, *, vocab_size: int = 512,
+                    whole_words: Iterable[str] = ()) -> Tokenizer:
   """Train a small Gemma-like SentencePiece model (pad 0, eos 1, bos 2, unk 3, turn markers, byte fallback).
 
-  The vocabulary has at most `vocab_size` pieces (fewer when the texts cannot fill it).
+  The vocabulary has at most `vocab_size` pieces (fewer when the texts cannot fill it). Each of `whole_words`
+  (say, the names of a synthetic world) becomes one piece wherever it occurs, so a model copies a name as one
+  token instead of a string of sub-word pieces.
   """
+  whole_words = sorted(set(whole_words))
+  if bad := [w for w in whole_words if not w or any(c.isspace() for c in w)]:
+    raise ValueError(f"whole words must be non-empty and without whitespace, got {bad[:3]}")
+  if len(whole_words) + len(TURN_PIECES) + 4 >= vocab_size:
+    raise ValueError(f"{len(whole_words)} whole words do not leave room in a vocabulary of {vocab_size} pieces")
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(list(texts)), model_writer=model, vocab_size=vocab_size, model_type="bpe",
-      pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=list(TURN_PIECES), byte_fallback=True,
+      pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=list(TURN_PIECES) + whole_words,
+      byte_fallback=True, allow_whitespace_only_pieces=True,
       character_coverage=1.0, split_digits=True, hard_vocab_limit=False, minloglevel=2,
       add_dummy_prefix=False, remove_extra_whitespaces=False,  # as Gemma's tokenizer
       num_threads=min(2, os.cpu_count() or 1))

@@ -22,7 +22,8 @@ class SourceCard:
   weight: float
   generation: int
   trajectories_used: int
-  trajectories_skipped: int  # failed ones, unless include_failed
+  trajectories_skipped: int  # dropped: failed ones (unless include_failed), ungrounded ones (drop_ungrounded)
+  dropped: dict[str, int]  # why: "failed", "ungrounded"
   model_steps: int  # in the used trajectories
   steps_without_target: int  # no candidate parsed
   candidates: int  # summed over model_steps
@@ -32,7 +33,8 @@ class SourceCard:
   examples: int  # before deduplication
   duplicates: int  # removed: the same (prompt, target) came earlier
   unique: int
-  share: float  # weight / sum(weights)
+  share: float  # taken / examples in the mixture
+  repetition: float  # taken / unique: 1 = every unique example once
   taken: int  # examples in the mixture
   upsampled: bool  # taken > unique: examples repeat
   step_types: dict[str, int]  # in the mixture
@@ -59,6 +61,8 @@ class MixtureCard:
   parents: dict[str, int]
   generations: tuple[int, ...]
   sources: tuple[SourceCard, ...]
+  max_tokens: int = 0  # the longest example as a training row (BOS, prompt, target, EOS); 0: not counted
+  truncated: dict[str, int] = dataclasses.field(default_factory=dict)  # per row length ("l": seq_len of L)
 
   def to_dict(self) -> dict:
     """Plain JSON-able data."""
@@ -72,14 +76,15 @@ class MixtureCard:
 
   def to_markdown(self) -> str:
     """A short human summary with one table per view."""
-    rows = ["| source | gen | weight | trajectories (used/skipped) | steps | mean candidates | fallbacks "
-            "| examples | duplicates | unique | share | taken | upsampled |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| source | gen | weight | trajectories used | dropped | steps | mean candidates | fallbacks "
+            "| examples | duplicates | unique | taken | share | repetition |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in self.sources:
       mean = s.candidates / s.model_steps if s.model_steps else 0.0
-      rows.append(f"| {s.name} | {s.generation} | {s.weight:g} | {s.trajectories_used}/{s.trajectories_skipped} "
+      dropped = ", ".join(f"{v} {k}" for k, v in s.dropped.items() if v) or "0"
+      rows.append(f"| {s.name} | {s.generation} | {s.weight:g} | {s.trajectories_used} | {dropped} "
                   f"| {s.model_steps} | {mean:.2f} | {s.fallbacks} | {s.examples} | {s.duplicates} | {s.unique} "
-                  f"| {s.share:.1%} | {s.taken} | {'yes' if s.upsampled else 'no'} |")
+                  f"| {s.taken} | {s.share:.1%} | {s.repetition:.2f}x |")
     types = ["| step type | examples |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.step_types.items()]
     ranks = ["| ranking status | steps |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.ranking_statuses.items()]
     parents = ["| parent model@generation | trajectories |", "|---|---|"] + [
@@ -90,6 +95,9 @@ class MixtureCard:
             f"({self.trajectories_skipped} skipped); {self.mean_candidates_per_step:.2f} candidates per step; "
             f"{self.fallbacks} steps fell back to perplexity order.", "", f"Weights: {self.weight_rule}.",
             f"SHA-256: `{self.sha256}`."]
+    if self.max_tokens:
+      cut = ", ".join(f"{v} longer than the {k.upper()} rows" for k, v in self.truncated.items())
+      head += ["", f"Longest example: {self.max_tokens} tokens" + (f"; {cut}." if cut else ".")]
     return "\n".join(head + [""] + rows + [""] + types + [""] + ranks + [""] + parents) + "\n"
 
   def write(self, folder: Path) -> None:

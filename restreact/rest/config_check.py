@@ -8,8 +8,10 @@ from restreact.data import question_sets
 from restreact.data.questions import FILE_SUFFIXES
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
-from restreact.rest.pipeline import trained_sizes
-from restreact.rest.setup import TOOL_KINDS
+from restreact.rest import stand_in_ranker
+from restreact.rest.pipeline import model_ranker, trained_sizes
+from restreact.rest.rank import PERPLEXITY
+from restreact.rest.setup import TOOL_KINDS, uses_world
 
 DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
 
@@ -28,7 +30,7 @@ def models_needed(config) -> dict[str, str]:
     needed.setdefault("l", "the prompted L grows the pilot data")
   for option in ("rank.ranker", "eval.judge"):
     ref = config.rank.ranker if option == "rank.ranker" else config.eval.judge
-    if ref != EXACT_MATCH_JUDGE:
+    if ref != EXACT_MATCH_JUDGE and (option == "eval.judge" or model_ranker(config)):
       try:
         needed.setdefault(ModelRef.parse(ref).size, f"config.{option} uses it")
       except ValueError:
@@ -55,13 +57,18 @@ def _size_name(size: str) -> str:
 
 
 def _check_refs(config, problems: list[str]) -> None:
+  if config.rank.ranker == stand_in_ranker.NAME and not uses_world(config):
+    problems.append(f"config.rank.ranker={stand_in_ranker.NAME!r} is the synthetic world's stand-in ranker: it reads "
+                    "only the world's language; rank other questions with a model, e.g. 'base:l'")
   for option, ref in (("rank.ranker", config.rank.ranker), ("eval.judge", config.eval.judge)):
-    if option == "eval.judge" and ref == EXACT_MATCH_JUDGE:
+    if option == "eval.judge" and ref == EXACT_MATCH_JUDGE or option == "rank.ranker" and not model_ranker(config):
       continue
     try:
       parsed = ModelRef.parse(ref)
     except ValueError as e:
-      problems.append(f"config.{option}: {e}" + (" or 'exact_match'" if option == "eval.judge" else ""))
+      more = (" or 'exact_match'" if option == "eval.judge"
+              else f", {stand_in_ranker.NAME!r} (demo stand-in) or {PERPLEXITY!r} (no feedback)")
+      problems.append(f"config.{option}: {e}{more}")
       continue
     if parsed.generation is not None and parsed.generation >= config.generation and option == "rank.ranker":
       problems.append(f"config.rank.ranker={ref!r}: a ranker fine-tuned in {parsed.stage} cannot rank the data "
@@ -70,6 +77,7 @@ def _check_refs(config, problems: list[str]) -> None:
 
 def _check_data(config, problems: list[str]) -> None:
   specs = [(f"data.train[{i}]", s) for i, s in enumerate(config.data.train)]
+  specs += [(f"data.pilot[{i}]", s) for i, s in enumerate(config.data.pilot)]
   specs += [("data.dev", config.data.dev), ("data.test", config.data.test)]
   if not config.data.train:
     problems.append("config.data.train is empty: the grow stage needs questions")

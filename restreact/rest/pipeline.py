@@ -36,10 +36,11 @@ from restreact.rest import setup as run_setup
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
 from restreact.rest.jsonl import write_atomic
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
-from restreact.rest.rank import rank_steps
+from restreact.rest import stand_in_ranker
+from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
+from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.report import write_pipeline_report
-from restreact.rest.sft_data import MixtureSource, StepRanking, build_mixture, read_mixture, read_rankings, \
-  write_rankings
+from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.rest.stages import Stages
 from restreact.train import Example, train
 
@@ -62,8 +63,14 @@ def trained_sizes(config, generation: int) -> tuple[str, ...]:
   return tuple(s for s in SIZES if s in sizes)
 
 
+def model_ranker(config) -> bool:
+  """Whether rank.ranker names a model (else the stand-in ranker or plain perplexity order)."""
+  return config.rank.ranker not in (stand_in_ranker.NAME, PERPLEXITY)
+
+
 def _needs_trained_l(config, generation: int) -> bool:
-  refs = [config.rank.ranker] + ([] if config.eval.judge == EXACT_MATCH_JUDGE else [config.eval.judge])
+  refs = ([config.rank.ranker] if model_ranker(config) else []) + \
+      ([] if config.eval.judge == EXACT_MATCH_JUDGE else [config.eval.judge])
   for ref in refs:
     try:
       if ModelRef.parse(ref).generation == generation:
@@ -73,10 +80,12 @@ def _needs_trained_l(config, generation: int) -> bool:
   return False
 
 
-def agent_config(config, size: str, *, prompted: bool, num_candidates: int | None = None) -> AgentConfig:
+def agent_config(config, size: str, *, prompted: bool, num_candidates: int | None = None,
+                 temperature: float | None = None) -> AgentConfig:
   """The agent's settings for one policy: prompted (few-shot) base models, zero-shot fine-tuned ones."""
   a = config.agent
-  return AgentConfig(num_candidates=num_candidates or config.models[size].num_candidates, temperature=a.temperature,
+  temperature = a.temperature if temperature is None else temperature
+  return AgentConfig(num_candidates=num_candidates or config.models[size].num_candidates, temperature=temperature,
                      max_new_tokens=a.max_new_tokens, top_k_results=a.top_k_results, max_searches=a.max_searches,
                      few_shot=prompted, max_model_steps=a.max_model_steps)
 
@@ -118,11 +127,19 @@ class Pipeline:
       gr, rk = self.stages.results[f"{GENERATIONS[prev]}/grow"], self.stages.results[f"{GENERATIONS[prev]}/rank"]
       sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
                                    rk.directory / "rankings.jsonl", float(weights[prev]), prev,
-                                   bool(c.mixture.include_failed)))
+                                   bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded)))
       fps += [gr.fingerprint, rk.fingerprint]
+    seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
+    tokenizer = self.env.tokenizer
+    row_tokens = lambda e: len(tokenizer.encode(e.prompt)) + len(tokenizer.encode(e.target)) + 2  # BOS, EOS
+    inputs = dict(sources=fps, weights=weights[:g + 1], size=c.mixture.size, seed=c.seed,
+                  include_failed=c.mixture.include_failed, drop_ungrounded=c.mixture.drop_ungrounded,
+                  seq_lens=seq_lens)
     mixture = self.stages.run(
-        f"{name}/mixture", dict(sources=fps, weights=weights[:g + 1], size=c.mixture.size, seed=c.seed),
-        lambda d: build_mixture(sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None))
+        f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
+            sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None, token_count=row_tokens,
+            seq_lens=seq_lens)), load=lambda d: json.loads((d / "card.json").read_text()))
+    self._check_truncation(g, mixture.value)
     for size in trained_sizes(c, g):
       self._train(g, size, mixture)
     for size in c.eval_sizes:
@@ -137,7 +154,8 @@ class Pipeline:
       return "scripted", lambda seed: ScriptedSampler(WorldSolver(self.env.world)), \
           agent_config(c, "l", prompted=False, num_candidates=int(c.pilot.num_candidates))
     ref = ModelRef("base", "l") if g == 0 else ModelRef(GENERATIONS[g - 1], "l")
-    agent = agent_config(c, "l", prompted=ref.stage == "base")
+    agent = agent_config(c, "l", prompted=ref.stage == "base", num_candidates=c.grow.num_candidates or None,
+                         temperature=c.grow.temperature)
     return str(ref), lambda seed: EngineSampler(self.store.engine(self.store.load(ref), seed=seed), agent,
                                                 seed=seed), agent
 
@@ -145,7 +163,8 @@ class Pipeline:
     c, name = self.config, GENERATIONS[g]
     policy, make_sampler, agent = self._policy(g)
     samples = int(c.grow.samples[g])
-    tasks = [Task(q.id, q.question, q.answer, s) for q in self.env.train for s in range(samples)]
+    tasks = [Task(q.id, q.question, q.answer, s) for q in (self.env.pilot if g == 0 else self.env.train)
+             for s in range(samples)]
     inputs = dict(setup=self.setup_fp, policy=policy, policy_fp=self._fps.get(policy, policy), samples=samples,
                   agent=dataclasses.asdict(agent), seed=c.seed, questions=[t.key for t in tasks])
 
@@ -160,13 +179,22 @@ class Pipeline:
 
   # ---------------------------------------------------------------------------------------------- rank
 
+  def _ranker(self, g: int):
+    """The ranker's `generate`: a model, the stand-in, or None (perplexity order, the no-feedback ablation)."""
+    c = self.config
+    if c.rank.ranker == PERPLEXITY:
+      return None
+    if c.rank.ranker == stand_in_ranker.NAME:
+      return stand_in_ranker.generate
+    ranker = ModelRef.parse(c.rank.ranker)
+    return _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
+        self.store.engine(self.store.load(ranker), seed=c.seed), max_new_tokens=c.rank.max_new_tokens))
+
   def _rank(self, g: int, grow):
     c, name = self.config, GENERATIONS[g]
-    ranker = ModelRef.parse(c.rank.ranker)
-    inputs = dict(grow=grow.fingerprint, ranker=str(ranker), ranker_fp=self._fps.get(str(ranker), ""),
-                  few_shot=c.rank.few_shot, max_new_tokens=c.rank.max_new_tokens, seed=c.seed)
-    generate = _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
-        self.store.engine(self.store.load(ranker), seed=c.seed), max_new_tokens=c.rank.max_new_tokens))
+    inputs = dict(grow=grow.fingerprint, ranker=c.rank.ranker, ranker_fp=self._fps.get(c.rank.ranker, ""),
+                  few_shot=c.rank.few_shot, max_new_tokens=c.rank.max_new_tokens, seed=c.seed, chunk=c.rank.chunk)
+    generate = self._ranker(g)
 
     def fn(d: Path):
       records = sorted(read_records(grow.directory / "trajectories.jsonl"), key=lambda r: r.key)
@@ -190,6 +218,16 @@ class Pipeline:
       return dict(steps=len(rankings), fallbacks=sum(r.fallback for r in rankings))
 
     return self.stages.run(f"{name}/rank", inputs, fn)
+
+  def _check_truncation(self, g: int, card: dict) -> None:
+    """Stop before training when more than 1% of a size's examples would lose prompt tokens to its row length."""
+    for size, count in card["truncated"].items():
+      if count > 0.01 * card["examples"]:
+        option = f"models.{size}.train.seq_len" if "seq_len" in self.config.models[size].train else "train.seq_len"
+        raise ValueError(f"{GENERATIONS[g]}/mixture: {count} of {card['examples']} examples are longer than the "
+                         f"{train_config(self.config, size).seq_len}-token rows of {size.upper()} (the longest has "
+                         f"{card['max_tokens']} tokens) and would lose the start of their prompt, the question "
+                         f"included; raise config.{option} (and its buckets)")
 
   def _check_ready(self, ref: ModelRef, g: int, role: str) -> None:
     if ref.generation is not None and str(ref) not in self.store.trained:

@@ -5,6 +5,9 @@ averages out over steps) and answers `Explanation: ...`, `Answer: #X`, `Ranking:
 Rankings are mapped back to the original candidate indices. When the ranker's reply is partial or
 unreadable the step falls back to perplexity order (highest mean log-prob first) and says so, so
 callers can count fallbacks. Candidates with an empty element always rank last.
+
+Without a ranker (`generate=None`, the no-feedback ablation) every step keeps perplexity order, with
+status "perplexity": the policy's own choice becomes the target, as in self-distillation.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from restreact.agent.actions import END_MARKER
 from restreact.agent.prompts import preamble
 
 TEMPLATE = "ranking"
+PERPLEXITY = "perplexity"  # rank.ranker for the no-feedback ablation: no ranker, perplexity order
 Generate = Callable[[list[str]], list[str]]
 Status = Literal["ok", "partial", "invalid"]
 
@@ -53,12 +57,13 @@ class Ranking:
 class RankResult:
   """A step's final order over the original candidates (best first) and how it was reached.
 
-  status: the ranker's reply status, or "skipped" when fewer than two candidates were worth asking about.
+  status: the ranker's reply status; "skipped" when fewer than two candidates were worth asking about;
+  "perplexity" when no ranker was asked (the no-feedback ablation).
   fallback: True when the order is perplexity order because the reply was partial or invalid.
   """
 
   order: tuple[int, ...]
-  status: Literal["ok", "partial", "invalid", "skipped"]
+  status: Literal["ok", "partial", "invalid", "skipped", "perplexity"]
   fallback: bool
   empty: tuple[int, ...]
   presented: tuple[int, ...] = ()
@@ -182,11 +187,13 @@ def _prepare(step_input: str, candidates: Sequence[Candidate], rng, few_shot: bo
   return _Pending(candidates, empty, presented, ranking_prompt(step_input, texts, presented, few_shot=few_shot))
 
 
-def _resolve(pending: _Pending, text: str | None) -> RankResult:
+def _resolve(pending: _Pending, text: str | None, *, asked: bool = True) -> RankResult:
   fallback_order = perplexity_order(pending.candidates)
   empty = tuple(sorted(pending.empty))
   if pending.prompt is None:
     return RankResult(_empties_last(fallback_order, pending.empty), "skipped", False, empty)
+  if not asked:
+    return RankResult(_empties_last(fallback_order, pending.empty), "perplexity", False, empty)
   ranking = parse_ranking(text, len(pending.candidates))
   if ranking.status == "ok":
     order = [pending.presented[p] for p in ranking.order]
@@ -196,10 +203,15 @@ def _resolve(pending: _Pending, text: str | None) -> RankResult:
                     tuple(pending.presented), ranking, pending.prompt, text)
 
 
-def rank_steps(steps: Sequence[tuple[str, Sequence[Candidate]]], *, generate: Generate,
+def rank_steps(steps: Sequence[tuple[str, Sequence[Candidate]]], *, generate: Generate | None,
                rng: random.Random | np.random.Generator, few_shot: bool = True) -> list[RankResult]:
-  """Rank many steps' candidates with one `generate` call (so the engine can batch the prompts)."""
+  """Rank many steps' candidates with one `generate` call (so the engine can batch the prompts).
+
+  `generate=None` asks no ranker: every step keeps perplexity order (status "perplexity").
+  """
   pending = [_prepare(step_input, candidates, rng, few_shot) for step_input, candidates in steps]
+  if generate is None:
+    return [_resolve(p, None, asked=False) for p in pending]
   prompts = [p.prompt for p in pending if p.prompt is not None]
   texts = list(generate(prompts)) if prompts else []
   if len(texts) != len(prompts):
@@ -216,7 +228,8 @@ def rank_candidates(step_input: str, candidates: Sequence[Candidate], *, generat
 
 
 def count_statuses(results: Sequence[RankResult]) -> dict[str, int]:
-  """How many steps ended ok, partial, invalid or skipped, and how many fell back to perplexity."""
+  """How many steps ended ok, partial, invalid, skipped or in plain perplexity order, and how many fell back."""
   counts = collections.Counter(r.status for r in results)
   return {"ok": counts["ok"], "partial": counts["partial"], "invalid": counts["invalid"],
-          "skipped": counts["skipped"], "fallback": sum(r.fallback for r in results)}
+          "skipped": counts["skipped"], "perplexity": counts["perplexity"],
+          "fallback": sum(r.fallback for r in results)}

@@ -2,7 +2,9 @@
 
 Real runs read the tokenizer from the L checkpoint and search Wikipedia, a retrieval server or a local
 BM25 corpus. The CPU demo (`config.tokenizer = "world"`, `config.tool.corpus = "world"`) trains a small
-SentencePiece model on the synthetic world's passages and the prompt templates, and indexes the world.
+SentencePiece model on the synthetic world's passages and the prompt templates, with every name, year
+and identifier of the action language kept whole, and indexes the world. `config.world` makes the world
+(seed and sizes): its question sets, corpus and tokenizer all come from that one setting.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from restreact.agent.actions import CODE_WORDS
 from restreact.agent.prompts import load_template
 from restreact.data import QuestionRecord, World, load_questions, make_world
 from restreact.models import Tokenizer, train_tokenizer
@@ -28,23 +31,45 @@ class Environment:
   tokenizer: Tokenizer
   world: World | None
   tool: SearchTool
-  train: list[QuestionRecord]
+  pilot: list[QuestionRecord]  # the pilot grows on these (config.data.pilot; data.train when unset)
+  train: list[QuestionRecord]  # later generations grow on these
   dev: list[QuestionRecord]
   eval_questions: list[QuestionRecord]
 
 
+def world_options(config) -> dict:
+  """make_world's arguments from config.world (seed and entity counts; vocab_size is the tokenizer's)."""
+  return {k: v for k, v in config.world.to_dict().items() if k != "vocab_size"}
+
+
+def pilot_specs(config) -> list:
+  """The question sets the pilot grows on: config.data.pilot, or the training sets when it is empty."""
+  return list(config.data.pilot) or list(config.data.train)
+
+
 def uses_world(config) -> bool:
   """Whether the run needs the synthetic world (its questions, corpus, tokenizer or solver)."""
-  names = [d["name"] for d in config.data.train] + [config.data.dev["name"], config.data.test["name"]]
+  names = [d["name"] for d in [*config.data.train, *config.data.pilot]] + [config.data.dev["name"],
+                                                                          config.data.test["name"]]
   return ("synthetic" in names or config.tokenizer == "world" or config.tool.corpus == "world"
           or config.pilot.source == "scripted")
 
 
-def questions(spec, what: str) -> list[QuestionRecord]:
-  """One question set of the config: {name, path, limit, options}; limit 0 keeps all."""
+def questions(spec, what: str, world: dict | None = None) -> list[QuestionRecord]:
+  """One question set of the config: {name, path, limit, options}; limit 0 keeps all.
+
+  A "synthetic" set is asked of the world that `world` (make_world's arguments) makes; options may name
+  only its split, so that `config.world.seed` alone changes questions, corpus and tokenizer together.
+  """
   spec = dict(spec)
+  options = dict(spec.get("options") or {})
+  if spec["name"] == "synthetic" and world is not None:
+    if extra := sorted(set(options) - {"split"}):
+      raise ValueError(f"config.data.{what}.options: {', '.join(extra)} of the synthetic world come from "
+                       f"config.world, not from a question set (options take only 'split')")
+    options.update(world)
   try:
-    records = load_questions(spec["name"], spec.get("path") or None, **dict(spec.get("options") or {}))
+    records = load_questions(spec["name"], spec.get("path") or None, **options)
   except (OSError, ValueError) as e:
     raise ValueError(f"config.data.{what}: {e}") from None
   limit = int(spec.get("limit") or 0)
@@ -79,22 +104,27 @@ def _tool(config, d: Path, world: World | None) -> SearchTool:
 
 
 def _environment(config, d: Path) -> Environment:
-  world = make_world(config.world.seed) if uses_world(config) else None
+  options = world_options(config)
+  world = make_world(**options) if uses_world(config) else None
   if config.tokenizer == "world" and not (d / TOKENIZER_FILE).is_file():
     texts = [p.text for p in world.passages] + [p.title for p in world.passages]
     texts += [q.question for q in world.questions()]
     texts += [line for name in TEMPLATES for line in load_template(name).splitlines() if line.strip()]
-    train_tokenizer(texts, d / TOKENIZER_FILE, vocab_size=int(config.world.vocab_size))
+    train_tokenizer(texts, d / TOKENIZER_FILE, vocab_size=int(config.world.vocab_size),
+                    whole_words=world.whole_words() + list(CODE_WORDS))
   tokenizer = Tokenizer(_tokenizer_path(config, d))
   tool = _tool(config, d, world)
-  train = [q for i, spec in enumerate(config.data.train) for q in questions(spec, f"train[{i}]")]
-  dev = questions(config.data.dev, "dev")
-  evaluated = questions(config.data[config.eval.set], config.eval.set)
-  return Environment(tokenizer, world, tool, train, dev, evaluated)
+  pilot_what = "pilot" if config.data.pilot else "train"
+  pilot = [q for i, spec in enumerate(pilot_specs(config)) for q in questions(spec, f"{pilot_what}[{i}]", options)]
+  train = [q for i, spec in enumerate(config.data.train) for q in questions(spec, f"train[{i}]", options)]
+  dev = questions(config.data.dev, "dev", options)
+  evaluated = questions(config.data[config.eval.set], config.eval.set, options)
+  return Environment(tokenizer, world, tool, pilot, train, dev, evaluated)
 
 
 def run(config, stages: Stages) -> StageResult:
   """The setup stage (skipped when done; the environment is rebuilt from its files either way)."""
   inputs = dict(tokenizer=config.tokenizer, world=config.world.to_dict() if uses_world(config) else None,
+                whole_words=len(CODE_WORDS) if config.tokenizer == "world" else None,
                 tool=config.tool.to_dict(), checkpoint_l=config.models.l.checkpoint)
   return stages.run("setup", inputs, lambda d: _environment(config, d), load=lambda d: _environment(config, d))

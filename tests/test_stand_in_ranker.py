@@ -1,0 +1,108 @@
+"""The demo's stand-in ranker: it ranks the grounded candidate first through the LLM ranker's own prompt and
+reply parser, reads nothing but the prompt, and its ranking, not the policy's perplexity, picks SFT targets."""
+
+import dataclasses
+import random
+
+import pytest
+
+from restreact.agent.actions import Answer, ReviseAnswer, Search, SelectLink
+from restreact.agent.machine import AgentConfig
+from restreact.agent.records import Lineage, ModelStep, read_records
+from restreact.agent.rollout import Task, rollout
+from restreact.agent.samplers import ScriptedSampler
+from restreact.data.solver import WorldSolver
+from restreact.data.world import make_world
+from restreact.rest import StepRanking, stand_in_ranker, step_examples
+from restreact.rest.rank import rank_steps, ranking_prompt
+from restreact.tools import BM25Search
+
+
+def weaker(machine, step_type):
+  """A candidate that parses but that a careful ranker puts below the solver's."""
+  state = machine.state
+  if step_type == "decision":
+    return Search(thoughts="I search for the whole question.", query=state.question)
+  if step_type == "summarize":
+    first = state.current_results[0]
+    return SelectLink(comments="The first result looks related.", selected_link_ids=(first.link_id,),
+                      grounded_summarization=f"{first.link_text} is famous for its long history [link_id={first.link_id}].")
+  if step_type == "answer":
+    return Answer(thoughts="I guess.", answer="Nowhere")
+  return ReviseAnswer(thoughts="It might be wrong.", revised_answer="unknown")
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory):
+  """Dev trajectories of the solver, then each two-candidate step rewritten as if the policy had preferred the
+  weaker candidate (its log-prob made the higher): each step's input is real, its choice is the policy's."""
+  root = tmp_path_factory.mktemp("stand_in")
+  world = make_world(seed=5)
+  tool = BM25Search(world.write_corpus(root / "corpus.jsonl"), index_dir=root / "index")
+  solver = WorldSolver()
+  questions = world.questions("dev")[:8]
+
+  def policy(machine, request):
+    right = solver.action(machine, request.step_type)
+    wrong = weaker(machine, request.step_type)
+    return [(right, [-0.1] * 6), (wrong, [-0.9] * 6)] if wrong != right else [(right, [-0.1] * 6)]
+
+  config = AgentConfig(num_candidates=2)
+  rollout([Task(q.id, q.question, q.answer) for q in questions], ScriptedSampler(policy), tool, config,
+          root / "t.jsonl", lineage=Lineage("test", 0, config.fingerprint()), progress=False)
+  records = sorted(read_records(root / "t.jsonl"), key=lambda r: r.key)
+  assert all(r.final_answer == r.reference for r in records)
+  return [dataclasses.replace(r, steps=tuple(_prefer_weaker(s) for s in r.steps)) for r in records]
+
+
+def _prefer_weaker(step):
+  if not isinstance(step, ModelStep) or len(step.candidates) != 2:
+    return step
+  right, wrong = step.candidates
+  return dataclasses.replace(step, candidates=(dataclasses.replace(wrong, logprobs=right.logprobs),
+                                               dataclasses.replace(right, logprobs=wrong.logprobs)), chosen=0)
+
+
+def rank(records, generate=stand_in_ranker.generate):
+  steps = [(s.input, s.candidates) for r in records for s in r.model_steps()]
+  keys = [(r.key, i) for r in records for i in range(len(r.model_steps()))]
+  results = rank_steps(steps, generate=generate, rng=random.Random(0), few_shot=False)
+  return {k: StepRanking.from_result(*k, res) for k, res in zip(keys, results)}
+
+
+def test_ranks_the_grounded_candidate_first_in_the_rankers_reply_format(grown):
+  rankings = rank(grown)
+  two = [(r, i, s) for r in grown for i, s in enumerate(r.model_steps()) if len(s.candidates) == 2]
+  assert len(two) > 20
+  for record, index, step in two:
+    ranking = rankings[(record.key, index)]
+    assert ranking.status == "ok" and not ranking.fallback, (step.step_type, ranking)
+    assert step.chosen == 0 and ranking.order[0] == 1, (step.step_type, step.input[-400:])
+  # the reply is what the LLM ranker's parser reads
+  step = two[0][2]
+  reply = stand_in_ranker.reply(ranking_prompt(step.input, [c.text for c in step.candidates], [1, 0], few_shot=False))
+  assert "\nAnswer: #" in reply and "\nRanking: #" in reply
+  assert stand_in_ranker.reply("not a ranking prompt") == ""
+
+
+def test_reads_only_the_prompt_never_the_reference(grown):
+  """The records' reference answers swapped for nonsense: not one ranking changes."""
+  assert all(r.reference for r in grown)
+  blind = [dataclasses.replace(r, reference="Zzyzx Qwerty") for r in grown]
+  assert rank(blind) == rank(grown)
+  seen = []
+  rank(grown, generate=lambda prompts: seen.extend(prompts) or stand_in_ranker.generate(prompts))
+  assert seen and not any("Zzyzx" in p or "reference" in p.lower() for p in seen)
+
+
+def test_ranking_changes_the_sft_targets(grown):
+  """Without feedback the policy's choice (the weaker, higher log-prob candidate) is the target; with the
+  stand-in's rankings the solver's candidate is."""
+  rankings = rank(grown)
+  ranked = [e.target for r in grown for e in step_examples(r, rankings)]
+  chosen = [e.target for r in grown for e in step_examples(r)]
+  right = [s.candidates[1].text if len(s.candidates) == 2 else s.candidates[0].text
+           for r in grown for s in r.model_steps()]
+  assert ranked == right and chosen != right
+  assert sum(a != b for a, b in zip(ranked, chosen)) == sum(len(s.candidates) == 2 for r in grown
+                                                           for s in r.model_steps())
