@@ -153,3 +153,23 @@ def test_table1_markdown_and_plot(tmp_path):
     write_report(cells, tmp_path / "a_report.md", tmp_path / "a_report.jpg")
   assert not (tmp_path / "table.md").exists() and not (tmp_path / "a_report.md").exists()
   assert table1_markdown({}).count("|  |  |  |") == 3  # an empty table is still the full grid
+
+
+def test_paired_difference_and_judge_titles_by_hand(tmp_path):
+  from restreact.rest.report import judge_title, paired_difference, per_question
+  before = {"a": 0.0, "b": 1.0, "c": 0.4, "only_before": 1.0}
+  after = {"a": 1.0, "b": 1.0, "c": 0.2, "only_after": 0.0}
+  d = paired_difference(before, after)
+  diffs = [1.0, 0.0, -0.2]
+  assert d["questions"] == 3 and d["better"] == 1 and d["worse"] == 1
+  assert math.isclose(d["mean"], statistics.mean(diffs))
+  assert math.isclose(d["sem"], statistics.stdev(diffs) / math.sqrt(3))
+  assert judge_title("exact_match") == "Exact match" and judge_title("base:l") == "Auto-eval (base:l)"
+  (tmp_path / "run00.grades.jsonl").write_text('{"question_id": "a", "auto_eval": true}\n'
+                                              '{"question_id": "b", "auto_eval": false}\n')
+  (tmp_path / "run01.grades.jsonl").write_text('{"question_id": "a", "auto_eval": false}\n'
+                                              '{"question_id": "b", "auto_eval": false}\n')
+  assert per_question(tmp_path) == {"a": 0.5, "b": 0.0}
+  md, _ = write_report({("pilot", "L"): (0.5, 0.1)}, tmp_path / "x_report.md", tmp_path / "x_report.png",
+                       metric="Exact match")
+  assert md.read_text().startswith("| Exact match accuracy (%), mean ± std |")

@@ -103,7 +103,10 @@ def test_two_generations_grow_rank_improve_eval(finished):
   assert summary["runs"] == 2 and summary["questions"] == 3 and len(summary["auto_eval"]["run_scores"]) == 2
   assert (w / "gen2/eval_xs/for_raters.csv").read_text().startswith("id,question,reference,answer,auto_eval,rating")
   report = (w / "report.md").read_text()
-  assert "| pilot |" in report and "| gen 2 |" in report and "Exact match" in report
+  assert "| pilot |" in report and "| gen 2 |" in report and "| Exact match accuracy (%)" in report
+  assert "| gen 2 - pilot | XS |" in report and "| gen 2 - gen 1 | L |" in report  # paired differences
+  # the data table: what each generation added, with its rankings and truncations
+  assert "| gen 2 | 12 | " in report and "| new trajectories | kept |" in report and "L 0, XS 0 |" in report
   assert (w / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -147,6 +147,7 @@ def test_mixture_dedup_and_card_match_hand_counts(data, tmp_path):
   assert (s1.upsampled, s2.upsampled) == (False, False) and s1.share == s1.taken / card.size
   assert s1.ranking_statuses == {"ok": n_steps(qs[0]), "partial": 1, "invalid": 1, "skipped": 0, "perplexity": 0,
                                  "unranked": gen1_steps - n_steps(qs[0]) - 2}
+  assert s1.retargeted == n_steps(qs[0]) + 1 and s2.retargeted == 0 == card.retargeted - s1.retargeted  # by hand
   assert card.fallbacks == 2 and card.ranking_statuses["unranked"] == s1.ranking_statuses["unranked"] + s2.model_steps
   assert card.mean_candidates_per_step == 3.0 and s1.candidates == 3 * gen1_steps
   assert card.parents == {"L-gen1@1": 2, "prompted-L@0": 3} and card.generations == (1, 2)

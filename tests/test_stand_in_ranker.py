@@ -3,6 +3,7 @@ reply parser, reads nothing but the prompt, and its ranking, not the policy's pe
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from restreact.data.world import make_world
 from restreact.rest import StepRanking, stand_in_ranker, step_examples
 from restreact.rest.rank import rank_steps, ranking_prompt
 from restreact.tools import BM25Search
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def weaker(machine, step_type):
@@ -106,3 +109,28 @@ def test_ranking_changes_the_sft_targets(grown):
   assert ranked == right and chosen != right
   assert sum(a != b for a, b in zip(ranked, chosen)) == sum(len(s.candidates) == 2 for r in grown
                                                            for s in r.model_steps())
+
+
+def test_scores_and_the_headroom_script(grown, tmp_path):
+  """`scores` puts the solver's candidate at GOOD and the weaker below; the headroom script counts, per step
+  type, how often the policy's choice, the ranking's target and the best candidate were good."""
+  import importlib.util
+
+  from restreact.rest import write_rankings
+  two = [s for r in grown for s in r.model_steps() if len(s.candidates) == 2]
+  for step in two:
+    weaker_score, right_score = stand_in_ranker.scores(step.input, [c.text for c in step.candidates])
+    assert right_score >= stand_in_ranker.GOOD > weaker_score, step.step_type
+  run = tmp_path / "run"
+  (run / "gen1" / "grow").mkdir(parents=True)
+  (run / "gen1" / "rank").mkdir(parents=True)
+  (run / "gen1" / "grow" / "trajectories.jsonl").write_text("".join(r.to_json() + "\n" for r in grown))
+  write_rankings(run / "gen1" / "rank" / "rankings.jsonl", rank(grown).values())
+  spec = importlib.util.spec_from_file_location("headroom", ROOT / "scripts" / "feedback_headroom.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  counts = module.headroom(run, "gen1")
+  steps = sum(c["steps"] for c in counts.values())
+  assert steps == sum(len(r.model_steps()) for r in grown)
+  assert sum(c["target"] for c in counts.values()) == sum(c["best"] for c in counts.values()) == steps
+  assert sum(c["chosen"] for c in counts.values()) == steps - len(two)

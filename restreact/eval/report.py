@@ -76,13 +76,14 @@ def plot_table1(cells: Cells, path: str | os.PathLike, *, title: str = "Auto-eva
 
 
 def write_report(cells: Cells, markdown_path: str | os.PathLike, png_path: str | os.PathLike, *,
-                 digits: int = 1) -> tuple[Path, Path]:
-  """Write the Table 1 markdown and its plot; both file names must contain "report"."""
+                 digits: int = 1, metric: str = "Auto-eval") -> tuple[Path, Path]:
+  """Write the Table 1 markdown and its plot; both file names must contain "report". `metric` names what the
+  cells measure ("Exact match" when the exact-match stand-in graded them)."""
   markdown_path = _report_path(markdown_path, ".md")
   png_path = _report_path(png_path, ".png")
-  table = table1_markdown(cells, digits=digits)  # validate before writing anything
+  table = table1_markdown(cells, digits=digits, title=f"{metric} accuracy (%), mean ± std")  # validate first
   markdown_path.write_text(table, encoding="utf-8")
-  plot_table1(cells, png_path)
+  plot_table1(cells, png_path, title=f"{metric} accuracy by generation (± std over runs)")
   return markdown_path, png_path
 
 

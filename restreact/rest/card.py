@@ -38,6 +38,7 @@ class SourceCard:
   taken: int  # examples in the mixture
   upsampled: bool  # taken > unique: examples repeat
   step_types: dict[str, int]  # in the mixture
+  retargeted: int = 0  # steps whose target (the ranking's best) is not the candidate the policy chose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ class MixtureCard:
   sources: tuple[SourceCard, ...]
   max_tokens: int = 0  # the longest example as a training row (BOS, prompt, target, EOS); 0: not counted
   truncated: dict[str, int] = dataclasses.field(default_factory=dict)  # per row length ("l": seq_len of L)
+  retargeted: int = 0  # summed over sources
 
   def to_dict(self) -> dict:
     """Plain JSON-able data."""
@@ -93,7 +95,8 @@ class MixtureCard:
             f"{self.examples} examples ({self.unique_examples} unique after removing {self.duplicates_removed} "
             f"duplicates), seed {self.seed}, from {self.trajectories_used} trajectories "
             f"({self.trajectories_skipped} skipped); {self.mean_candidates_per_step:.2f} candidates per step; "
-            f"{self.fallbacks} steps fell back to perplexity order.", "", f"Weights: {self.weight_rule}.",
+            f"{self.fallbacks} steps fell back to perplexity order; the ranking changed the target of "
+            f"{self.retargeted} steps (its best is not the policy's choice).", "", f"Weights: {self.weight_rule}.",
             f"SHA-256: `{self.sha256}`."]
     if self.max_tokens:
       cut = ", ".join(f"{v} longer than the {k.upper()} rows" for k, v in self.truncated.items())

@@ -37,7 +37,7 @@ from pathlib import Path
 from restreact.agent.records import ToolStep, TrajectoryRecord, read_records
 from restreact.rest.card import MixtureCard, SourceCard, merge_counts, read_card
 from restreact.rest.jsonl import check_fields, json_lines, write_atomic
-from restreact.rest.sft_data import STATUSES, SFTExample, read_rankings, step_examples
+from restreact.rest.sft_data import STATUSES, SFTExample, read_rankings, step_examples, target_index
 
 WEIGHT_RULE = {
     "repeat": "each source gives its unique examples x weight (1 = each once; never fewer unless the weight is < 1)",
@@ -98,7 +98,7 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
     if key not in by_key or step >= len(by_key[key].model_steps()):
       raise ValueError(f"{source.rankings_path}: ranking for step {step} of {key!r} matches no model step in {path}")
   stats = dict(used=0, dropped=collections.Counter({"failed": 0, "ungrounded": 0}), model_steps=0, without_target=0,
-               candidates=0, fallbacks=0, statuses=collections.Counter({s: 0 for s in (*STATUSES, "unranked")}),
+               candidates=0, fallbacks=0, retargeted=0, statuses=collections.Counter({s: 0 for s in (*STATUSES, "unranked")}),
                parents=collections.Counter())
   examples = []
   for record in records:
@@ -119,6 +119,9 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
       ranking = rankings.get((record.key, index))
       stats["statuses"][ranking.status if ranking else "unranked"] += 1
       stats["fallbacks"] += bool(ranking and ranking.fallback)
+      target = target_index(step, ranking)
+      stats["retargeted"] += target is not None and step.chosen is not None and \
+          step.candidates[target].text != step.candidates[step.chosen].text
     examples.extend(got)
   return examples, stats
 
@@ -205,7 +208,7 @@ def build_mixture(sources: Sequence[MixtureSource], out_path: str | os.PathLike,
       st["without_target"], st["candidates"], dict(st["statuses"]), st["fallbacks"], dict(sorted(st["parents"].items())),
       st["examples"], st["duplicates"], len(kept), len(chosen) / len(mixture) if mixture else 0.0,
       len(chosen) / len(kept) if kept else 0.0, len(chosen), len(chosen) > len(kept),
-      dict(sorted(collections.Counter(e.step_type for e in chosen).items())))
+      dict(sorted(collections.Counter(e.step_type for e in chosen).items())), st["retargeted"])
       for s, st, kept, chosen in zip(sources, stats, unique, taken))
   steps = sum(c.model_steps for c in cards)
   card = MixtureCard(
@@ -215,7 +218,8 @@ def build_mixture(sources: Sequence[MixtureSource], out_path: str | os.PathLike,
       sum(c.trajectories_skipped for c in cards), sum(c.candidates for c in cards) / steps if steps else 0.0,
       merge_counts((c.ranking_statuses for c in cards), (*STATUSES, "unranked")), sum(c.fallbacks for c in cards),
       merge_counts(c.step_types for c in cards), merge_counts(c.parents for c in cards),
-      tuple(sorted({s.generation for s in sources})), cards, max(lengths, default=0), truncated)
+      tuple(sorted({s.generation for s in sources})), cards, max(lengths, default=0), truncated,
+      sum(c.retargeted for c in cards))
   card.write(out_path.parent)
   return card
 

@@ -1,16 +1,25 @@
-"""The run's report: Table 1 (auto-eval, mean ± std over runs) and its plot, then EM, F1 and the data cards."""
+"""The run's report: Table 1 (named after its judge, mean ± std over runs) and its plot, paired per-question
+differences between generations, EM, F1, and the training data of each generation."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 from restreact.eval import format_mean_std, write_report
+from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.model_store import GENERATIONS
 
 ROW = {"pilot": "pilot", "gen1": "gen 1", "gen2": "gen 2"}
 COLUMN = {"xs": "XS", "s": "S", "l": "L"}
+GRADES = "run*.grades.jsonl"
+
+
+def judge_title(judge: str) -> str:
+  """What a table of this judge's verdicts measures: "Exact match" for the stand-in, else the judge's name."""
+  return "Exact match" if judge == EXACT_MATCH_JUDGE else f"Auto-eval ({judge})"
 
 
 def _cells(summaries: Mapping[tuple[str, str], dict], metric: str) -> dict[tuple[str, str], tuple[float, float]]:
@@ -28,6 +37,65 @@ def _table(summaries, metric: str, title: str) -> str:
   return head + "".join(rows)
 
 
+def per_question(eval_dir: Path) -> dict[str, float]:
+  """Each question's judge verdict averaged over the eval's runs (question id -> fraction correct)."""
+  totals: dict[str, list[float]] = {}
+  for path in sorted(eval_dir.glob(GRADES)):
+    for line in path.read_text(encoding="utf-8").splitlines():
+      if line.strip():
+        grade = json.loads(line)
+        totals.setdefault(grade["question_id"], []).append(float(grade["auto_eval"]))
+  return {q: sum(v) / len(v) for q, v in totals.items()}
+
+
+def paired_difference(before: Mapping[str, float], after: Mapping[str, float]) -> dict:
+  """Mean per-question difference (after - before) on the questions both saw, its standard error over
+  questions, and how many questions went up or down."""
+  common = sorted(set(before) & set(after))
+  diffs = [after[q] - before[q] for q in common]
+  n = len(diffs)
+  mean = sum(diffs) / n if n else float("nan")
+  sem = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else float("nan")
+  return dict(questions=n, mean=mean, sem=sem, better=sum(d > 0 for d in diffs), worse=sum(d < 0 for d in diffs))
+
+
+def _paired_table(workdir: Path, summaries) -> list[str]:
+  lines = ["| paired difference (points) | size | mean ± s.e. over questions | questions up | down |",
+           "|---|---|---:|---:|---:|"]
+  for s in COLUMN:
+    scores = {g: per_question(workdir / g / f"eval_{s}") for g in GENERATIONS if (g, s) in summaries}
+    for later in GENERATIONS[1:]:
+      for earlier in GENERATIONS[:GENERATIONS.index(later)]:
+        if scores.get(earlier) and scores.get(later):
+          d = paired_difference(scores[earlier], scores[later])
+          lines.append(f"| {ROW[later]} - {ROW[earlier]} | {COLUMN[s]} | {100 * d['mean']:+.1f} ± "
+                       f"{100 * d['sem']:.1f} | {d['better']} | {d['worse']} |")
+  return lines if len(lines) > 2 else []
+
+
+def _data_table(workdir: Path) -> list[str]:
+  """Per generation: what its grow stage added, what the mixture kept of it, how its steps were ranked."""
+  lines = ["| generation | new trajectories | kept | dropped (failed, ungrounded) | ranked steps | fallbacks | "
+           "targets changed by the ranking | not ranked (one candidate, or no ranker) | examples in mixture | "
+           "truncated |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+  for g in GENERATIONS:
+    card_path = workdir / g / "mixture" / "card.json"
+    if not card_path.is_file():
+      continue
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    own = next((s for s in card["sources"] if s["name"] == g), None)
+    if own is None:
+      continue
+    statuses, dropped = own["ranking_statuses"], own.get("dropped", {})
+    ranked = sum(statuses.get(k, 0) for k in ("ok", "partial", "invalid"))
+    new = own["trajectories_used"] + own["trajectories_skipped"]
+    truncated = ", ".join(f"{COLUMN.get(k, k)} {v}" for k, v in card.get("truncated", {}).items()) or "not counted"
+    lines.append(f"| {ROW[g]} | {new} | {own['trajectories_used']} | {dropped.get('failed', 0)}, "
+                 f"{dropped.get('ungrounded', 0)} | {ranked} | {own['fallbacks']} | {own.get('retargeted', 0)} | "
+                 f"{statuses.get('skipped', 0) + statuses.get('perplexity', 0)} | {card['examples']} | {truncated} |")
+  return lines if len(lines) > 2 else []
+
+
 def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = True) -> tuple[Path, Path] | None:
   """Write workdir/report.md and workdir/report.png from every finished eval stage; None when there is none."""
   summaries = {}
@@ -37,28 +105,25 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
       summaries[gen, stage.removeprefix("eval_")] = result.value
   if not summaries:
     return None
-  md, png = write_report(_cells(summaries, "auto_eval"), workdir / "report.md", workdir / "report.png")
   any_summary = next(iter(summaries.values()))
+  title = judge_title(any_summary["judge"])
+  md, png = write_report(_cells(summaries, "auto_eval"), workdir / "report.md", workdir / "report.png", metric=title)
   lines = [md.read_text(encoding="utf-8"), "",
            f"Judge: `{any_summary['judge']}`; {any_summary['runs']} runs over {any_summary['questions']} questions "
-           "each; std is the sample std over runs.", "",
-           _table(summaries, "exact_match", "Exact match (%)"), "", _table(summaries, "f1", "F1 (%)"), "",
-           _table(summaries, "answered", "Reached an answer (%)"), ""]
+           "each; std is the sample std over runs.", ""]
+  if paired := _paired_table(workdir, summaries):
+    lines += [f"Paired per-question differences in {title.lower()} (each question's mean over runs; s.e. over "
+              "questions):", "", *paired, ""]
+  if title != "Exact match":
+    lines += [_table(summaries, "exact_match", "Exact match (%)"), ""]
+  lines += [_table(summaries, "f1", "F1 (%)"), "", _table(summaries, "answered", "Reached an answer (%)"), ""]
   unparseable = {k: v["judge_unparseable"] for k, v in summaries.items() if v["judge_unparseable"]}
   if unparseable:
     lines += [f"Unparseable judge verdicts (counted as false): {unparseable}", ""]
-  lines += ["## Training data", "", "| generation | examples | unique | ranked steps | ranking fallbacks | "
-            "mean candidates per step |", "|---|---:|---:|---:|---:|---:|"]
-  for g in GENERATIONS:
-    card_path = workdir / g / "mixture" / "card.json"
-    if card_path.is_file():
-      card = json.loads(card_path.read_text(encoding="utf-8"))
-      statuses = card.get("ranking_statuses", {})
-      ranked = sum(v for k, v in statuses.items() if k in ("ok", "partial", "invalid"))
-      lines.append(f"| {ROW[g]} | {card['examples']} | {card['unique_examples']} | {ranked} | {card['fallbacks']} | "
-                   f"{card['mean_candidates_per_step']:.2f} |")
+  if data := _data_table(workdir):
+    lines += ["## Training data", "", "What each generation's grow stage added to its mixture; ranked steps had "
+              "two or more candidates and a ranker reply; fallbacks fell back to perplexity order.", "", *data, ""]
   md.write_text("\n".join(lines) + "\n", encoding="utf-8")
   if progress:
     print(md.read_text(encoding="utf-8"))
   return md, png
-

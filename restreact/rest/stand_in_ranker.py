@@ -59,6 +59,25 @@ def reply(prompt: str) -> str:
   return f" {explanation}\nAnswer: #{judged[0][0]}\nRanking: {order}\n"
 
 
+GOOD = 3.0  # the score of a candidate that does what the step needs (the right search, fact, answer, check)
+
+
+def scores(step_input: str, texts: list[str]) -> list[float]:
+  """The stand-in's score of each candidate text of one step (its step input as the agent rendered it);
+  >= GOOD: the candidate does what the step needs. For diagnostics: how good were the candidates it ranked?"""
+  state = _read_state(step_input)
+  step = _step_kind(state)
+  out = []
+  for text in texts:
+    try:
+      action = parse_action(text, STEP_ACTIONS[step] if step in STEP_ACTIONS else STEP_ACTIONS["relevance"])
+    except ParseError:
+      out.append(-10.0)
+      continue
+    out.append(_judge(step, state, action)[0])
+  return out
+
+
 # ---------------------------------------------------------------------------------------------- reading
 
 def _read_prompt(prompt: str) -> tuple[dict, list[tuple[int, str]]]:
