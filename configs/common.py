@@ -77,9 +77,11 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
   # weights: with size 0, how many times each generation's unique examples enter (1: all of them, once);
   # with size > 0, each generation's share of `size` examples. drop_ungrounded: leave out trajectories whose
-  # answer is in none of the search results they saw.
+  # answer is in none of the search results they saw. drop_unsupported: leave out grown trajectories whose
+  # answer the ranker judges unsupported by their own summaries (only the world_rules stand-in judges whole
+  # trajectories; with rank.ranker="perplexity" there is no ranker and nothing is judged).
   c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False,
-                                             drop_ungrounded=False))
+                                             drop_ungrounded=False, drop_unsupported=False))
 
   c.train = ml_collections.ConfigDict(dict(
       total_steps=1000, batch_size=16, seq_len=4096, buckets=ml_collections.config_dict.placeholder(tuple),
@@ -133,7 +135,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.pilot.source = "scripted"
   c.grow.update(samples=(1, 2, 2), temperature=1.0)
   c.rank.update(ranker="world_rules", few_shot=False)
-  c.mixture.drop_ungrounded = True
+  c.mixture.update(drop_ungrounded=True, drop_unsupported=True)
   c.train.update(total_steps=800, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
                  warmup_steps=20, param_dtype="float32", save_every=200, eval_every=None, log_every=50)
   c.eval.update(runs=5, judge="exact_match", dev_runs=1)
@@ -152,6 +154,7 @@ def quick(c: ml_collections.ConfigDict) -> None:
   c.data.test["limit"] = 3
   c.grow.samples = (1, 1, 2)
   c.pilot.num_candidates = 2  # two (identical) scripted candidates per step, so the ranker has work
-  c.rank.ranker = "base:l"
+  c.rank.ranker = "base:l"  # the model ranker's path (the demo's stand-in has its own tests)
+  c.mixture.drop_unsupported = False  # a model ranker gives no trajectory verdict
   c.train.update(total_steps=4, batch_size=2, buckets=(384,), warmup_steps=0, save_every=2, eval_every=None)
   c.eval.runs = 2

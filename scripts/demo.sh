@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv (if needed) and run the CPU demo of the ReST loop: two generations on the synthetic world
-# with tiny models, ~15 min on 2 cores. The report lands in $WORKDIR/report.md and report.png.
+# with tiny models, ~20 min on 2 cores. The report lands in $WORKDIR/report.md and report.png.
 # Usage: bash scripts/demo.sh [WORKDIR] [more restreact.launch flags, e.g. --config.eval.runs=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."

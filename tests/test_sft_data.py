@@ -177,8 +177,13 @@ def test_default_weights_repeat_and_ungrounded_answers_are_dropped(data, tmp_pat
   kept = build_mixture([MixtureSource("g", path, None, 1, 1)], tmp_path / "b" / "mix.jsonl", seed=0)
   dropped = build_mixture([MixtureSource("g", path, None, 1, 1, drop_ungrounded=True)], tmp_path / "c" / "mix.jsonl",
                           seed=0)
-  assert kept.sources[0].trajectories_used == 2 and kept.sources[0].dropped == {"failed": 0, "ungrounded": 0}
-  assert dropped.sources[0].trajectories_used == 1 and dropped.sources[0].dropped == {"failed": 0, "ungrounded": 1}
+  assert kept.sources[0].trajectories_used == 2 and sum(kept.sources[0].dropped.values()) == 0
+  assert dropped.sources[0].trajectories_used == 1 and dropped.sources[0].dropped == {"failed": 0, "ungrounded": 1,
+                                                                                      "unsupported": 0}
+  # a verdict on whole trajectories (the ranker's): the ones it rejects are dropped and counted
+  judged = build_mixture([MixtureSource("g", path, None, 1, 1, supported=lambda r: r.sample == 0)],
+                         tmp_path / "d" / "mix.jsonl", seed=0)
+  assert judged.sources[0].trajectories_used == 1 and judged.sources[0].dropped["unsupported"] == 1
 
 
 def test_weights_give_stated_shares_and_seed_fixes_the_file(data, tmp_path):

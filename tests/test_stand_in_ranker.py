@@ -29,7 +29,7 @@ def weaker(machine, step_type):
   if step_type == "summarize":
     first = state.current_results[0]
     return SelectLink(comments="The first result looks related.", selected_link_ids=(first.link_id,),
-                      grounded_summarization=f"{first.link_text} is famous for its long history [link_id={first.link_id}].")
+                      grounded_summarization=f"{first.link_text} is famous [link_id={first.link_id}].")
   if step_type == "answer":
     return Answer(thoughts="I guess.", answer="Nowhere")
   return ReviseAnswer(thoughts="It might be wrong.", revised_answer="unknown")
@@ -134,3 +134,15 @@ def test_scores_and_the_headroom_script(grown, tmp_path):
   assert steps == sum(len(r.model_steps()) for r in grown)
   assert sum(c["target"] for c in counts.values()) == sum(c["best"] for c in counts.values()) == steps
   assert sum(c["chosen"] for c in counts.values()) == steps - len(two)
+
+
+def test_trajectory_verdict_accepts_supported_answers_only(grown):
+  """`answer_supported` reads the last self-check as the ranker judges it: the solver's trajectories pass; the
+  same trajectories with the weaker candidates chosen (a revision of a supported answer to 'unknown', a
+  summary of what the result does not say) do not."""
+  right = [dataclasses.replace(r, steps=tuple(
+      dataclasses.replace(s, chosen=1) if isinstance(s, ModelStep) and len(s.candidates) == 2 else s
+      for s in r.steps)) for r in grown]
+  assert all(stand_in_ranker.answer_supported(r) for r in right)
+  assert not any(stand_in_ranker.answer_supported(r) for r in grown)
+  assert not stand_in_ranker.answer_supported(dataclasses.replace(right[0], status="failed"))

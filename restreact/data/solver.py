@@ -36,7 +36,8 @@ class WorldSolver:
     if parsed is None:
       raise ValueError(f"the question {state.question!r} is not in the synthetic world's language")
     subject, chain = parsed
-    facts = [f for a in state.past_actions if isinstance(a, SelectLink) for f in grammar.read_facts(a.grounded_summarization)]
+    facts = [f for a in state.past_actions if isinstance(a, SelectLink)
+             for f in grammar.read_facts(a.grounded_summarization)]
     resolved, entity = grammar.follow(subject, chain, facts)
     if step_type == "decision":
       if resolved == len(chain):

@@ -168,8 +168,8 @@ def _passages(countries, cities, people, orgs) -> list[Passage]:
                                       f"{f('city_founded', c['name'], c['founded'])}"))
   for p in people:
     article = "an" if p["field"][0] in "aeiou" else "a"
-    out.append(Passage("", p["name"], f"{p['name']} is {article} {p['field']}. {f('born_in', p['name'], p['city']['name'])} "
-                                      f"{f('born_year', p['name'], p['born'])}"))
+    born = f"{f('born_in', p['name'], p['city']['name'])} {f('born_year', p['name'], p['born'])}"
+    out.append(Passage("", p["name"], f"{p['name']} is {article} {p['field']}. {born}"))
   for o in orgs:
     founder = f("founder", o["name"], o["founder"]["name"], kind=o["kind"], year=o["founded"])
     out.append(Passage("", o["name"], f"{founder} {f('based_in', o['name'], o['city']['name'])}"))

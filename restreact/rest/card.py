@@ -23,7 +23,7 @@ class SourceCard:
   generation: int
   trajectories_used: int
   trajectories_skipped: int  # dropped: failed ones (unless include_failed), ungrounded ones (drop_ungrounded)
-  dropped: dict[str, int]  # why: "failed", "ungrounded"
+  dropped: dict[str, int]  # why: "failed", "ungrounded", "unsupported"
   model_steps: int  # in the used trajectories
   steps_without_target: int  # no candidate parsed
   candidates: int  # summed over model_steps

@@ -60,6 +60,10 @@ def _check_refs(config, problems: list[str]) -> None:
   if config.rank.ranker == stand_in_ranker.NAME and not uses_world(config):
     problems.append(f"config.rank.ranker={stand_in_ranker.NAME!r} is the synthetic world's stand-in ranker: it reads "
                     "only the world's language; rank other questions with a model, e.g. 'base:l'")
+  if config.mixture.drop_unsupported and model_ranker(config):
+    problems.append("config.mixture.drop_unsupported needs a verdict on whole trajectories, which only the "
+                    f"{stand_in_ranker.NAME!r} stand-in ranker gives; a model ranker ranks steps only "
+                    "(set it to False, or use mixture.drop_ungrounded)")
   for option, ref in (("rank.ranker", config.rank.ranker), ("eval.judge", config.eval.judge)):
     if option == "eval.judge" and ref == EXACT_MATCH_JUDGE or option == "rank.ranker" and not model_ranker(config):
       continue

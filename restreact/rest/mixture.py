@@ -2,7 +2,8 @@
 
 Selection: a failed trajectory (no final answer) gives no examples unless `include_failed`; with
 `drop_ungrounded`, neither does one whose final answer appears in none of the search results it saw
-(the answer did not come from its observations). The card counts what was dropped and why.
+(the answer did not come from its observations); with a `supported` verdict (the ranker's judgement of
+the whole trajectory), neither does one it judges unsupported. The card counts what was dropped and why.
 
 Mixture rule (`build_mixture`):
   1. Examples are read from every source in the order given (within a source, by trajectory key, so the
@@ -58,6 +59,7 @@ class MixtureSource:
   generation: int
   include_failed: bool = False
   drop_ungrounded: bool = False
+  supported: Callable[[TrajectoryRecord], bool] | None = None  # the ranker's trajectory verdict; False: drop
 
 
 def _words(text: str) -> str:
@@ -78,6 +80,8 @@ def _drop_reason(record: TrajectoryRecord, source: MixtureSource) -> str | None:
     return "failed"
   if source.drop_ungrounded and record.status == "done" and not answer_grounded(record):
     return "ungrounded"
+  if source.supported is not None and record.status == "done" and not source.supported(record):
+    return "unsupported"
   return None
 
 
@@ -97,8 +101,9 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
   for key, step in rankings:  # a ranking that points nowhere means the files do not belong together
     if key not in by_key or step >= len(by_key[key].model_steps()):
       raise ValueError(f"{source.rankings_path}: ranking for step {step} of {key!r} matches no model step in {path}")
-  stats = dict(used=0, dropped=collections.Counter({"failed": 0, "ungrounded": 0}), model_steps=0, without_target=0,
-               candidates=0, fallbacks=0, retargeted=0, statuses=collections.Counter({s: 0 for s in (*STATUSES, "unranked")}),
+  stats = dict(used=0, dropped=collections.Counter({"failed": 0, "ungrounded": 0, "unsupported": 0}), model_steps=0,
+               without_target=0, candidates=0, fallbacks=0, retargeted=0,
+               statuses=collections.Counter({s: 0 for s in (*STATUSES, "unranked")}),
                parents=collections.Counter())
   examples = []
   for record in records:
@@ -205,7 +210,8 @@ def build_mixture(sources: Sequence[MixtureSource], out_path: str | os.PathLike,
   cards = tuple(SourceCard(
       s.name, str(s.trajectories_path), None if s.rankings_path is None else str(s.rankings_path), float(s.weight),
       s.generation, st["used"], sum(st["dropped"].values()), dict(st["dropped"]), st["model_steps"],
-      st["without_target"], st["candidates"], dict(st["statuses"]), st["fallbacks"], dict(sorted(st["parents"].items())),
+      st["without_target"], st["candidates"], dict(st["statuses"]), st["fallbacks"],
+      dict(sorted(st["parents"].items())),
       st["examples"], st["duplicates"], len(kept), len(chosen) / len(mixture) if mixture else 0.0,
       len(chosen) / len(kept) if kept else 0.0, len(chosen), len(chosen) > len(kept),
       dict(sorted(collections.Counter(e.step_type for e in chosen).items())), st["retargeted"])

@@ -127,7 +127,8 @@ class Pipeline:
       gr, rk = self.stages.results[f"{GENERATIONS[prev]}/grow"], self.stages.results[f"{GENERATIONS[prev]}/rank"]
       sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
                                    rk.directory / "rankings.jsonl", float(weights[prev]), prev,
-                                   bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded)))
+                                   bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded),
+                                   self._verdict() if prev else None))
       fps += [gr.fingerprint, rk.fingerprint]
     seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
     tokenizer = self.env.tokenizer
@@ -135,6 +136,8 @@ class Pipeline:
     inputs = dict(sources=fps, weights=weights[:g + 1], size=c.mixture.size, seed=c.seed,
                   include_failed=c.mixture.include_failed, drop_ungrounded=c.mixture.drop_ungrounded,
                   seq_lens=seq_lens)
+    if g > 0:  # the pilot is scripted: the ranker does not judge it
+      inputs["drop_unsupported"] = self._verdict() is not None
     mixture = self.stages.run(
         f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
             sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None, token_count=row_tokens,
@@ -178,6 +181,14 @@ class Pipeline:
     return self.stages.run(f"{name}/grow", inputs, fn)
 
   # ---------------------------------------------------------------------------------------------- rank
+
+  def _verdict(self):
+    """The ranker's verdict on whole grown trajectories, when `mixture.drop_unsupported` asks for it: only the
+    world_rules stand-in gives one (no ranker, as in the perplexity ablation, gives none)."""
+    c = self.config
+    if not c.mixture.drop_unsupported or c.rank.ranker != stand_in_ranker.NAME:
+      return None
+    return stand_in_ranker.answer_supported
 
   def _ranker(self, g: int):
     """The ranker's `generate`: a model, the stand-in, or None (perplexity order, the no-feedback ablation)."""

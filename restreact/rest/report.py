@@ -75,7 +75,8 @@ def _paired_table(workdir: Path, summaries) -> list[str]:
 
 def _data_table(workdir: Path) -> list[str]:
   """Per generation: what its grow stage added, what the mixture kept of it, how its steps were ranked."""
-  lines = ["| generation | new trajectories | kept | dropped (failed, ungrounded) | ranked steps | fallbacks | "
+  lines = ["| generation | new trajectories | kept | dropped (failed, ungrounded, unsupported) | ranked steps | "
+           "fallbacks | "
            "targets changed by the ranking | not ranked (one candidate, or no ranker) | examples in mixture | "
            "truncated |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
   for g in GENERATIONS:
@@ -91,7 +92,8 @@ def _data_table(workdir: Path) -> list[str]:
     new = own["trajectories_used"] + own["trajectories_skipped"]
     truncated = ", ".join(f"{COLUMN.get(k, k)} {v}" for k, v in card.get("truncated", {}).items()) or "not counted"
     lines.append(f"| {ROW[g]} | {new} | {own['trajectories_used']} | {dropped.get('failed', 0)}, "
-                 f"{dropped.get('ungrounded', 0)} | {ranked} | {own['fallbacks']} | {own.get('retargeted', 0)} | "
+                 f"{dropped.get('ungrounded', 0)}, {dropped.get('unsupported', 0)} | {ranked} | {own['fallbacks']} | "
+                 f"{own.get('retargeted', 0)} | "
                  f"{statuses.get('skipped', 0) + statuses.get('perplexity', 0)} | {card['examples']} | {truncated} |")
   return lines if len(lines) > 2 else []
 

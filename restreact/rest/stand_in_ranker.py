@@ -59,6 +59,7 @@ def reply(prompt: str) -> str:
   return f" {explanation}\nAnswer: #{judged[0][0]}\nRanking: {order}\n"
 
 
+_UNGROUNDED = -4.0  # a summary citing what was not shown, or stating what its citations do not say
 GOOD = 3.0  # the score of a candidate that does what the step needs (the right search, fact, answer, check)
 
 
@@ -76,6 +77,20 @@ def scores(step_input: str, texts: list[str]) -> list[float]:
       continue
     out.append(_judge(step, state, action)[0])
   return out
+
+
+def answer_supported(record) -> bool:
+  """The stand-in's verdict on a whole trajectory: does its final answer follow from its own summaries (and is
+  every one stated by the result it cites)? Read from its last self-check step, as the ranker judges that
+  step's chosen candidate: a pass of a supported answer, or a revision to one."""
+  steps = [s for s in record.model_steps() if s.chosen is not None]
+  checks = [s for s in steps if s.step_type in ("relevance", "grounding")]
+  if record.status != "done" or not checks:
+    return False
+  chosen = lambda step: scores(step.input, [step.candidates[step.chosen].text])[0]
+  if any(chosen(s) <= _UNGROUNDED for s in steps if s.step_type == "summarize"):
+    return False  # a summary that its cited result does not state
+  return chosen(checks[-1]) >= GOOD
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -200,16 +215,17 @@ def _summary(r: _Reading, results, action: SelectLink) -> tuple[float, str]:
   selected = set(action.selected_link_ids)
   cited = [int(i) for i in _CITED.findall(action.grounded_summarization)]
   if not selected <= set(shown) or not set(cited) <= selected:
-    return -4.0, "cites or selects link ids that were not shown or not selected"
+    return _UNGROUNDED, "cites or selects link ids that were not shown or not selected"
   for sentence in _sentences(action.grounded_summarization):
     ids = [int(i) for i in _CITED.findall(sentence)]
     claim = grammar.read_facts(sentence)
     sources = [grammar.read_facts(shown[i].snippet) for i in ids]
     if not ids or not claim or not all(any(c in src for src in sources) for c in claim):
-      return -4.0, "states what the cited results do not say"
+      return _UNGROUNDED, "states what the cited results do not say"
   useful = {i for i, item in shown.items()
             if r.needed is not None and any((s, rel) == r.needed for s, rel, _ in grammar.read_facts(item.snippet))}
-  states = r.needed is not None and any((s, rel) == r.needed for s, rel, _ in grammar.read_facts(action.grounded_summarization))
+  stated = grammar.read_facts(action.grounded_summarization)
+  states = r.needed is not None and any((s, rel) == r.needed for s, rel, _ in stated)
   score = (3.0 if states else 0.0) + (1.0 if selected & useful else 0.0) - 0.5 * len(selected - useful)
   if states:
     return score, f"states the fact the question needs ({r.needed[1]} of {r.needed[0]}), grounded in its citation"
@@ -234,7 +250,8 @@ def _answer(r: _Reading, action: Answer) -> tuple[float, str]:
 
 
 def _check(r: _Reading, proposed: Answer | None, action) -> tuple[float, str]:
-  good = proposed is not None and (_norm(proposed.answer) == _norm(r.answer) if r.answer is not None
+  # A question the grammar reads needs its whole chain; otherwise any fact of the right kind will do.
+  good = proposed is not None and (_norm(proposed.answer) == _norm(r.answer or "") if r.chain is not None
                                    else r.supported(proposed.answer))
   if isinstance(action, CheckAnswer):
     return (3.0, "passes a supported answer") if good else (-3.0, "lets an unsupported answer pass")
