@@ -166,7 +166,9 @@ def test_feeding_the_wrong_step_is_an_error():
 def test_zero_shot_prompt_has_no_examples():
   few = Trajectory("Q?", AgentConfig(), LINEAGE).next_request().prompt
   zero = Trajectory("Q?", AgentConfig(few_shot=False), LINEAGE).next_request().prompt
-  assert "# Example 1" in few and "# Example" not in zero and "class Search(Action)" in zero
+  # zero-shot (fine-tuned models): the step's task in a sentence; no action definitions, no examples
+  assert "# Example 1" in few and "class Search(Action)" in few
+  assert "# Example" not in zero and "class Search(Action)" not in zero and zero.startswith('"""')
   assert zero.endswith("PAST_ACTIONS: List[Action] = []\nREMAINING_SEARCHES: int = 10\n")
 
 
