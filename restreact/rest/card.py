@@ -22,7 +22,7 @@ class SourceCard:
   weight: float
   generation: int
   trajectories_used: int
-  trajectories_skipped: int  # dropped: failed ones (unless include_failed), ungrounded ones (drop_ungrounded)
+  trajectories_skipped: int  # dropped: failed (unless include_failed), ungrounded, unsupported (see `dropped`)
   dropped: dict[str, int]  # why: "failed", "ungrounded", "unsupported"
   model_steps: int  # in the used trajectories
   steps_without_target: int  # no candidate parsed

@@ -15,7 +15,8 @@ LLM understands English):
 - answer: an answer that the past summaries support, citing link ids that were selected;
 - relevance and grounding checks: pass only a supported answer; revise an unsupported one to the
   supported one.
-Ties keep the presented (shuffled) order. Real runs rank with a real model (`rank.ranker="base:l"`).
+Ties keep the presented (shuffled) order. `answer_supported` gives the same judgement on a whole
+trajectory, for `mixture.drop_unsupported`. Real runs rank with a real model (`rank.ranker="base:l"`).
 """
 
 from __future__ import annotations
