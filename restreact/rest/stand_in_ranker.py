@@ -45,15 +45,8 @@ def reply(prompt: str) -> str:
     state, candidates = _read_prompt(prompt)
   except (ValueError, SyntaxError):
     return ""
-  step = _step_kind(state)
-  judged = []
-  for number, text in candidates:
-    try:
-      action = parse_action(text, STEP_ACTIONS[step] if step in STEP_ACTIONS else STEP_ACTIONS["relevance"])
-    except ParseError as e:
-      judged.append((number, -10.0, f"does not parse ({e})"))
-      continue
-    judged.append((number, *_judge(step, state, action)))
+  verdicts = _judge_texts(state, [text for _, text in candidates])
+  judged = [(number, *verdict) for (number, _), verdict in zip(candidates, verdicts)]
   judged.sort(key=lambda j: -j[1])  # stable: ties keep the presented order
   explanation = " ".join(f"#{n} {why}." for n, _, why in judged)
   order = " > ".join(f"#{n}" for n, _, _ in judged)
@@ -67,16 +60,19 @@ GOOD = 3.0  # the score of a candidate that does what the step needs (the right 
 def scores(step_input: str, texts: list[str]) -> list[float]:
   """The stand-in's score of each candidate text of one step (its step input as the agent rendered it);
   >= GOOD: the candidate does what the step needs. For diagnostics: how good were the candidates it ranked?"""
-  state = _read_state(step_input)
+  return [score for score, _ in _judge_texts(_read_state(step_input), texts)]
+
+
+def _judge_texts(state: dict, texts: list[str]) -> list[tuple[float, str]]:
+  """(score, why) of each candidate text in the step `state` describes; unparseable text scores lowest."""
   step = _step_kind(state)
+  actions = STEP_ACTIONS[step] if step in STEP_ACTIONS else STEP_ACTIONS["relevance"]
   out = []
   for text in texts:
     try:
-      action = parse_action(text, STEP_ACTIONS[step] if step in STEP_ACTIONS else STEP_ACTIONS["relevance"])
-    except ParseError:
-      out.append(-10.0)
-      continue
-    out.append(_judge(step, state, action)[0])
+      out.append(_judge(step, state, parse_action(text, actions)))
+    except ParseError as e:
+      out.append((-10.0, f"does not parse ({e})"))
   return out
 
 
