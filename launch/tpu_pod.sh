@@ -7,12 +7,12 @@ usage() {
   cat >&2 <<'USAGE'
 usage: TPU_NAME=NAME ZONE=ZONE [PROJECT=ID] [REPO_DIR=~/restreact] [SETUP=1] [PYTHON=python3] [DRY_RUN=1] \
          launch/tpu_pod.sh RESTREACT_LAUNCH_ARGS...
-  e.g. TPU_NAME=my-v5e-32 ZONE=us-west4-a launch/tpu_pod.sh --config=configs/gen2_xs.py --workdir=gs://bucket/gen2_xs
+  e.g. TPU_NAME=my-v5e-32 ZONE=us-west4-a launch/tpu_pod.sh --config=configs/gen2_xs.py --workdir=/mnt/bucket/gen2_xs
 
   TPU_NAME, ZONE  the TPU VM pod and its zone (required)
   PROJECT         the Google Cloud project (default: gcloud's configured one)
   REPO_DIR        the restreact checkout on every worker (default: ~/restreact)
-  SETUP=1         first run `pip install -r requirements.txt -e .` there
+  SETUP=1         first run `pip install -r requirements.txt -e ".[tpu]"` there (jax for TPU)
   PYTHON          the interpreter on the workers (default: python3)
   DRY_RUN=1       print the gcloud command instead of running it
 USAGE
@@ -43,7 +43,7 @@ repo="$(quote "${REPO_DIR:-~/restreact}")"
 python="$(printf '%q' "${PYTHON:-python3}")"
 remote="cd ${repo}"
 if [[ "${SETUP:-0}" == "1" ]]; then
-  remote+=" && ${python} -m pip install -r requirements.txt -e ."
+  remote+=" && ${python} -m pip install -r requirements.txt -e $(printf '%q' '.[tpu]')"
 fi
 remote+=" && exec ${python} -m restreact.launch"
 for arg in "$@"; do

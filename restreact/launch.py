@@ -9,6 +9,8 @@ stages a previous run finished and resuming the one it was in.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import logging
 import os
 import sys
@@ -24,6 +26,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (or RESTREACT_NUM_PROCESSES).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (or RESTREACT_PROCESS_ID).")
 _CHECK_ONLY = flags.DEFINE_bool("check_only", False, "Check the config and exit.")
+_ALLOW_CPU = flags.DEFINE_bool("allow_cpu", False, "Run a config with real checkpoints even when JAX finds only "
+                               "CPU devices (it would be very slow; usually the accelerator's jax is missing).")
 
 QUIET_LOGGERS = ("jax", "absl", "bm25s", "orbax", "urllib3", "matplotlib", "PIL")
 
@@ -33,6 +37,64 @@ def _config_file() -> str:
     if arg.startswith("--config="):
       return arg.split("=", 1)[1].split(":", 1)[0]
   return "configs/EXPERIMENT.py"
+
+
+def _override_problem(arg: str, config) -> str | None:
+  """What is wrong with a `--config.a.b=v` override whose field does not exist (None: the field exists)."""
+  flag = arg.split("=", 1)[0]
+  node, path = config, ["config"]
+  for key in flag.removeprefix("--config.").split("."):
+    fields = list(node.keys()) if hasattr(node, "keys") else []
+    if key not in fields:
+      near = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+      hint = f"; did you mean {'.'.join(path)}.{near[0]}?" if near else f"; its fields: {', '.join(fields)}"
+      return f"{flag}: {'.'.join(path)} has no field {key!r}{hint}"
+    node, path = node[key], path + [key]
+  return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but a bad flag, config file or override is one line on stderr and exit 2, not a traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # config_flags defers a file that fails to load to the first use: fail here instead
+    return rest
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"restreact.launch: {_flag_problem(argv, e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _flag_problem(argv: list[str], error: Exception) -> str:
+  """One line saying why `argv` did not parse."""
+  spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+  if isinstance(error, flags.UnrecognizedFlagError) and not str(error.flagname).startswith("config."):
+    return str(error).split("\n")[0]  # a mistyped launcher flag: absl names it and the nearest one
+  if not spec:
+    return "--config=FILE.py[:variant] is required, e.g. --config=configs/gen2_xs.py:demo"
+  path = spec.partition(":")[0]
+  if not os.path.isfile(path):
+    return f"--config={path}: no such file (from {os.getcwd()})"
+  try:
+    config = _load_config(spec)
+  except Exception as load_error:  # pylint: disable=broad-except
+    return f"--config={spec} does not load: {type(load_error).__name__}: {load_error}".split("\n")[0]
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  if problem := next((p for a in overrides if (p := _override_problem(a, config))), None):
+    return problem
+  root = error  # a bad override value: the innermost error says what was wrong with it
+  while root.__cause__ or root.__context__:
+    root = root.__cause__ or root.__context__
+  where = f"a bad value in {' '.join(overrides)}: " if overrides else ""
+  return f"{where}{type(root).__name__}: {root}".split("\n")[0]
+
+
+def _load_config(spec: str):
+  """`get_config(variant)` of a `path.py[:variant]` config file, loaded as config_flags loads it."""
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)
 
 
 def _logging() -> None:
@@ -56,7 +118,14 @@ def main(argv) -> int:
     print("config ok")
     return 0
   if not _WORKDIR.value:
-    raise app.UsageError("--workdir is required: every stage writes its outputs there")
+    print("restreact.launch: --workdir is required: every stage writes its outputs there (rerun to resume)",
+          file=sys.stderr)
+    return 2
+  if "://" in _WORKDIR.value:
+    print(f"restreact.launch: --workdir={_WORKDIR.value}: restreact writes through the local file system; mount "
+          "the bucket on every host (gcsfuse: gcsfuse --implicit-dirs BUCKET /mnt/BUCKET) and pass the mount path, "
+          "e.g. --workdir=/mnt/BUCKET/run", file=sys.stderr)
+    return 2
 
   from restreact import distributed  # imports jax: only once the config is known to be runnable
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -65,6 +134,13 @@ def main(argv) -> int:
   from restreact.rest.pipeline import run_pipeline
   from restreact.rest.stages import StageMismatchError
   _logging()
+  from restreact.rest.config_check import real_checkpoints
+  if jax.default_backend() == "cpu" and real_checkpoints(config) and not _ALLOW_CPU.value:
+    print("restreact.launch: JAX found only CPU devices, and this config loads real checkpoints "
+          f"({', '.join(real_checkpoints(config))}). Install the accelerator's jax (pip install -e \".[tpu]\" or "
+          "\".[cuda]\"), check that the TPU/GPU is visible (python -c 'import jax; print(jax.devices())'), "
+          "or pass --allow_cpu to run on CPU anyway.", file=sys.stderr)
+    return 2
   logging.info("experiment %s, process %d of %d, %d devices, workdir %s", config.experiment, jax.process_index(),
                jax.process_count(), jax.device_count(), _WORKDIR.value)
   try:
@@ -80,7 +156,7 @@ def main(argv) -> int:
 def run() -> None:
   """Console entry point."""
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

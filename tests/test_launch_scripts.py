@@ -64,7 +64,8 @@ def test_tpu_pod_setup_and_missing_settings(fakes, tmp_path):
   dry = subprocess.run([str(ROOT / "launch" / "tpu_pod.sh"), "--config=c.py"], capture_output=True, text=True,
                        env={**env, "TPU_NAME": "p", "ZONE": "z", "SETUP": "1", "DRY_RUN": "1", "REPO_DIR": "/r d"},
                        timeout=30)
-  assert dry.returncode == 0 and "pip\\ install\\ -r\\ requirements.txt\\ -e\\ ." in dry.stdout
+  assert dry.returncode == 0 and "pip\\ install\\ -r\\ requirements.txt\\ -e\\ " in dry.stdout
+  assert "-e\\ .\\\\\\[tpu\\\\\\]" in dry.stdout  # the TPU build of jax, quoted for two shells
   assert "cd\\ /r\\\\\\ d" in dry.stdout  # the space survives two shells: this one and the worker's
   missing = subprocess.run([str(ROOT / "launch" / "tpu_pod.sh"), "--config=c.py"], capture_output=True, text=True,
                            env={**env, "TPU_NAME": "p"}, timeout=30)
@@ -90,6 +91,11 @@ def test_slurm_starts_one_process_per_task_with_the_coordinator(fakes, tmp_path)
     cwd, coordinator, count, *argv = _read(out / f"python.{i}")
     assert (cwd, coordinator, count) == (str(repo), "gpu-07:24242", "2")
     assert argv == ["-m", "restreact.launch", *ARGS]
+  assert not (out / "python.x").exists()  # no SETUP: no install
+  setup = subprocess.run(["bash", str(ROOT / "launch" / "slurm_gpu.sbatch"), *ARGS], capture_output=True,
+                         text=True, env={**env, **slurm, "SETUP": "1"}, timeout=30)
+  assert setup.returncode == 0, setup.stderr
+  assert _read(out / "python.x")[3:] == ["-m", "pip", "install", "-r", "requirements.txt", "-e", ".[cuda]"]
   text = (ROOT / "launch" / "slurm_gpu.sbatch").read_text()
   assert "#SBATCH --ntasks-per-node=1" in text and "#SBATCH --gpus-per-node=" in text
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from restreact.data import question_sets
+from restreact.models.gemma import PRESETS
+from restreact.models.gemma.hf_config import from_hf_config
+from restreact.models.safetensors_io import INDEX
+from restreact.models.tokenizer import TOKENIZER_FILE
 from restreact.data.questions import FILE_SUFFIXES
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
@@ -13,6 +19,7 @@ from restreact.rest.pipeline import model_ranker, trained_sizes
 from restreact.rest.rank import PERPLEXITY
 from restreact.rest.setup import TOOL_KINDS, uses_world
 
+DTYPES = ("bfloat16", "float32")
 DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
 
 
@@ -38,15 +45,52 @@ def models_needed(config) -> dict[str, str]:
   return needed
 
 
+def real_checkpoints(config) -> list[str]:
+  """The checkpoint folders the run loads (empty for demos, whose models are random presets)."""
+  return [config.models[size].checkpoint for size in models_needed(config) if config.models[size].checkpoint]
+
+
+def checkpoint_problems(folder: str) -> list[str]:
+  """What a Hugging Face Gemma checkpoint folder lacks: config.json of a supported architecture, the weights
+  (*.safetensors, or an index and every shard it names) and tokenizer.model."""
+  path = Path(folder)
+  if not path.is_dir():
+    return ["is not a folder"]
+  problems = []
+  config_file = path / "config.json"
+  if not config_file.is_file():
+    problems.append("no config.json")
+  else:
+    try:
+      from_hf_config(json.loads(config_file.read_text()))
+    except json.JSONDecodeError as e:
+      problems.append(f"config.json is not JSON ({e})")
+    except (ValueError, KeyError, TypeError) as e:  # UnsupportedCheckpointError is a ValueError
+      problems.append(f"config.json does not describe a Gemma 2/3 text decoder: {e}")
+  index = path / INDEX
+  if index.is_file():
+    try:
+      shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError, AttributeError) as e:
+      problems.append(f"{INDEX} has no readable weight_map ({e})")
+    else:
+      if missing := [f for f in shards if not (path / f).is_file()]:
+        problems.append(f"{INDEX} names missing weight files: {', '.join(missing[:3])}")
+  elif not any(path.glob("*.safetensors")):
+    problems.append("no *.safetensors weights (nor model.safetensors.index.json)")
+  if not (path / TOKENIZER_FILE).is_file():
+    problems.append(f"no {TOKENIZER_FILE}")
+  return problems
+
+
 def _check_models(config, problems: list[str], hint: str) -> None:
   for size, why in models_needed(config).items():
     spec = config.models[size]
     option = f"config.models.{size}.checkpoint"
     if spec.checkpoint:
-      path = Path(spec.checkpoint)
-      if not (path / "config.json").is_file():
-        problems.append(f"{option}={spec.checkpoint!r}: no config.json there (a Hugging Face Gemma checkpoint folder "
-                        "holds config.json, *.safetensors and tokenizer.model)")
+      if found := checkpoint_problems(spec.checkpoint):
+        problems.append(f"{option}={spec.checkpoint!r}: {'; '.join(found)} (a Hugging Face Gemma checkpoint folder "
+                        "holds config.json, *.safetensors and tokenizer.model, as `hf download` writes it)")
     elif not spec.preset:
       problems.append(f"{option} is not set ({why}): point it at a Gemma checkpoint folder, e.g. "
                       f"--{option}=/path/to/gemma-3-{_size_name(size)}-it, {hint}")
@@ -94,6 +138,48 @@ def _check_data(config, problems: list[str]) -> None:
       problems.append(f"config.{option}.path={path!r} does not exist")
 
 
+def _number(problems: list[str], option: str, value, *, low: float, integer: bool = True,
+            low_open: bool = False) -> None:
+  """Append a problem unless `value` is a number (an int if `integer`) at least `low` (above it if `low_open`)."""
+  kind = int if integer else (int, float)
+  ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+  ok = ok and (value > low if low_open else value >= low)
+  if not ok:
+    bound = f"{'above' if low_open else 'at least'} {low:g}"
+    problems.append(f"config.{option}={value!r}: must be {'an integer' if integer else 'a number'} {bound}")
+
+
+def _check_numbers(config, problems: list[str]) -> None:
+  for option in ("num_slots", "max_len", "prefill_chunk", "steps_per_round", "max_in_flight", "tool_workers"):
+    _number(problems, f"engine.{option}", config.engine[option], low=1)
+  for option in ("max_new_tokens", "top_k_results", "max_searches", "max_model_steps"):
+    _number(problems, f"agent.{option}", config.agent[option], low=1)
+  _number(problems, "agent.temperature", config.agent.temperature, low=0, integer=False)
+  if config.grow.temperature is not None:
+    _number(problems, "grow.temperature", config.grow.temperature, low=0, integer=False)
+  _number(problems, "grow.num_candidates", config.grow.num_candidates, low=0)
+  _number(problems, "pilot.num_candidates", config.pilot.num_candidates, low=1)
+  for i, n in enumerate(config.grow.samples):
+    _number(problems, f"grow.samples[{i}]", n, low=1)
+  _number(problems, "tool.timeout", config.tool.timeout, low=0, integer=False, low_open=True)
+  _number(problems, "rank.max_new_tokens", config.rank.max_new_tokens, low=1)
+  _number(problems, "rank.chunk", config.rank.chunk, low=1)
+  _number(problems, "mixture.size", config.mixture.size, low=0)
+  weights = tuple(config.mixture.weights)[:config.generation + 1]
+  for i, w in enumerate(weights):
+    _number(problems, f"mixture.weights[{i}]", w, low=0, integer=False)
+  if weights and all(isinstance(w, (int, float)) and w == 0 for w in weights):
+    problems.append(f"config.mixture.weights={weights}: all zero, so the mixtures would be empty")
+  _number(problems, "eval.dev_runs", config.eval.dev_runs, low=1)
+  _number(problems, "eval.dev_limit", config.eval.dev_limit, low=0)
+  for size, spec in config.models.items():
+    if spec.dtype not in DTYPES:
+      problems.append(f"config.models.{size}.dtype={spec.dtype!r}: choose one of {DTYPES}")
+    if spec.preset and spec.preset not in PRESETS:
+      problems.append(f"config.models.{size}.preset={spec.preset!r}: unknown; known: {', '.join(sorted(PRESETS))}")
+    _number(problems, f"models.{size}.num_candidates", spec.num_candidates, low=1)
+
+
 def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
   """Raise ConfigError listing every problem of `config`; return None when it can run."""
   problems: list[str] = []
@@ -115,6 +201,15 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
     problems.append(f"config.tool.corpus={config.tool.corpus!r}: the BM25 corpus (JSONL of id, title, text) is missing")
   elif config.tool.kind == "retrieval_server" and not config.tool.url:
     problems.append("config.tool.url is empty: the retrieval server's address (POST /retrieve)")
+  if config.tool.url and not str(config.tool.url).startswith(("http://", "https://")):
+    problems.append(f"config.tool.url={config.tool.url!r}: an http:// or https:// address")
+  unknown = [s for s in config.eval_sizes if s not in SIZES]
+  if unknown or not config.eval_sizes:
+    problems.append(f"config.eval_sizes={tuple(config.eval_sizes)!r}: sizes to evaluate, from {SIZES}"
+                    + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else "")
+                    + (""" (a tuple on the command line: --config.eval_sizes="('l', 'xs')")"""
+                       if any("," in s for s in unknown) else ""))
+  _check_numbers(config, problems)
   for option, values in (("grow.samples", config.grow.samples), ("mixture.weights", config.mixture.weights)):
     if len(values) < config.generation + 1:
       problems.append(f"config.{option} has {len(values)} entries for {config.generation + 1} generations")
