@@ -33,7 +33,7 @@ def test_nine_experiments_with_the_papers_numbers():
     gen, size = name.split("_")
     assert (c.generation, c.size) == (("pilot", "gen1", "gen2").index(gen), size)
     assert c.agent.temperature == 0.5 and c.eval.runs == 10 and tuple(c.grow.samples) == (1, 1, 4)
-    assert [d["limit"] for d in c.data.train] == [500, 500]
+    assert [d["limit"] for d in c.data.train] == [500] * 4  # HotpotQA train and three ELI5 sets
     assert (c.models.l.num_candidates, c.models.s.num_candidates, c.models.xs.num_candidates) == (4, 4, 16)
     with pytest.raises(ConfigError, match=r"config\.models\.l\.checkpoint is not set.*:demo"):
       check_config(c, config_file=f"configs/{name}.py")

@@ -1,17 +1,21 @@
 """Question sets: local files in each shape, downloads over real HTTP on 127.0.0.1 with checksums, TFDS mock data."""
 
 import contextlib
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
-from restreact.data import (DownloadError, QuestionRecord, RemoteFile, fetch, load_questions, question_sets,
-                            read_question_file, register_question_set)
+from restreact.data import (DownloadError, QuestionRecord, RemoteFile, fetch, load_questions, needs_path,
+                            question_sets, read_question_file, register_question_set)
 from restreact.data import questions as questions_module
 
 HOTPOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hotpotqa"
@@ -173,6 +177,91 @@ def test_register_question_set():
     questions_module._REGISTRY.pop("synthetic_test")
   with pytest.raises(ValueError, match="must start with the main answer"):
     QuestionRecord("x", "Why?", "a", ("b", "a"), "t")
+
+
+HOTPOT_ROWS = {"train": [{"_id": "t1", "question": "Which river is longer?", "answer": "Nile"}],
+               "dev": [{"_id": "d1", "question": "Are both bands British?", "answer": "yes"}]}
+
+
+def fake_fetch(tmp_path, calls):
+  """A `fetch` that records the RemoteFile it was asked for and returns a local copy of that split."""
+  def fetch(remote, *, folder=None):
+    calls.append(remote)
+    split = next(s for s, r in questions_module.HOTPOTQA.items() if r.filename == remote.filename)
+    return write(tmp_path / remote.filename, json.dumps(HOTPOT_ROWS[split]))
+  return fetch
+
+
+def test_hotpotqa_split_picks_the_official_file(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(questions_module, "fetch", fake_fetch(tmp_path, calls))
+  [train] = load_questions("hotpotqa", split="train")
+  [dev] = load_questions("hotpotqa", split="dev")
+  assert (train.id, dev.id) == ("t1", "d1")
+  assert [c.url.rsplit("/", 1)[1] for c in calls] == ["hotpot_train_v1.1.json", "hotpot_dev_distractor_v1.json"]
+  assert calls == [questions_module.HOTPOTQA["train"], questions_module.HOTPOTQA["dev"]]  # pinned checksums kept
+  assert calls[0].sha256 == "26650cf50234ef5fb2e664ed70bbecdfd87815e6bffc257e068efea5cf7cd316"
+  with pytest.raises(ValueError, match=r"hotpotqa: say which file to download: split='train'"):
+    load_questions("hotpotqa")  # never a silent default: training on the dev file is what this prevents
+  with pytest.raises(ValueError, match=r"unknown split 'validation'; choose one of train, dev"):
+    load_questions("hotpotqa", split="validation")
+  dev_file = write(tmp_path / "hotpot_dev_distractor_v1.json", json.dumps(HOTPOT_ROWS["dev"]))
+  with pytest.raises(ValueError, match=r"split='train' but .*hotpot_dev_distractor_v1.json is the official dev file"):
+    load_questions("hotpotqa", dev_file, split="train")
+  assert load_questions("hotpotqa", dev_file, split="dev") == [dev] and len(calls) == 2  # a path: no download
+
+
+def test_the_default_config_grows_on_hotpotqa_train_and_three_eli5_files(tmp_path, monkeypatch):
+  from restreact.rest.setup import questions
+  spec = importlib.util.spec_from_file_location("common_config", Path(__file__).resolve().parents[1] / "configs" /
+                                                "common.py")
+  common = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(common)
+  calls = []
+  monkeypatch.setattr(questions_module, "fetch", fake_fetch(tmp_path, calls))
+  train = common.get_config(2, "xs").data.train
+  assert [(s["name"], s["options"]) for s in train] == [
+      ("hotpotqa", {"split": "train"}), ("eli5", {"subreddit": "eli5"}), ("eli5", {"subreddit": "askhistorians"}),
+      ("eli5", {"subreddit": "askscience"})]
+  assert [r.id for r in questions(train[0], "train[0]")] == ["t1"] and calls == [questions_module.HOTPOTQA["train"]]
+  with pytest.raises(ValueError, match=r"config\.data\.train\[2\]: question set 'eli5' has no download: set its path"):
+    questions(train[2], "train[2]")
+  rows = [{"id": "h1", "question": "Why did Rome fall?", "answers": ["Many reasons."], "subreddit": "AskHistorians"}]
+  path = write(tmp_path / "eli5.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+  assert [r.source for r in questions(dict(train[2], path=str(path)), "train[2]")] == ["eli5_askh"]
+
+
+def test_a_pinned_default_rejects_other_bytes(tmp_path, monkeypatch):
+  with serve_bytes(json.dumps(HOTPOT_ROWS["dev"]).encode()) as (url, seen):
+    # The real train entry and its real checksum, served other bytes from 127.0.0.1.
+    moved = dataclasses.replace(questions_module.HOTPOTQA["train"], url=url + "/hotpot_train_v1.1.json")
+    monkeypatch.setitem(questions_module.HOTPOTQA, "train", moved)
+    with pytest.raises(DownloadError, match=r"expected 26650cf5.*nothing was cached"):
+      load_questions("hotpotqa", split="train", cache_dir=tmp_path)
+  assert seen == ["/hotpot_train_v1.1.json"] and not list((tmp_path / "data").iterdir())
+
+
+def test_every_default_download_is_pinned_and_https_or_a_documented_exception():
+  downloads = questions_module.DEFAULT_DOWNLOADS
+  assert {questions_module.BAMBOOGLE, questions_module.BAMTWOOGLE, *questions_module.HOTPOTQA.values()} == set(
+      downloads.values())
+  for name, remote in downloads.items():
+    host = urlparse(remote.url).hostname
+    assert remote.url.startswith("https://") or host in questions_module.PLAIN_HTTP, f"{name}: {remote.url}"
+    if remote.sha256 is None:
+      assert name in questions_module.UNPINNED, f"{name} has no pinned SHA-256 and no documented reason"
+      assert remote.url.startswith("https://"), f"{name}: plain http needs a pinned checksum"
+    else:
+      assert re.fullmatch(r"[0-9a-f]{64}", remote.sha256) and name not in questions_module.UNPINNED, name
+  # No stale exceptions: each one still names a default that needs it.
+  assert all(downloads[name].sha256 is None for name in questions_module.UNPINNED)
+  assert {urlparse(r.url).hostname for r in downloads.values() if r.url.startswith("http://")} == set(
+      questions_module.PLAIN_HTTP)
+  assert "/main/" not in questions_module.BAMTWOOGLE.url  # a branch can move under a pinned checksum
+
+
+def test_needs_path():
+  assert needs_path("eli5") and needs_path("jsonl") and not needs_path("hotpotqa") and not needs_path("synthetic")
 
 
 def test_nq_open_through_tfds_mock_data():

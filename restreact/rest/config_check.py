@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from restreact.data import question_sets
+from restreact.data import needs_path, question_sets
 from restreact.models.gemma import PRESETS
 from restreact.models.gemma.hf_config import from_hf_config
 from restreact.models.safetensors_io import INDEX
@@ -136,6 +136,9 @@ def _check_data(config, problems: list[str]) -> None:
                       f"file ending in {', '.join(FILE_SUFFIXES)}")
     if path and not Path(path).exists():
       problems.append(f"config.{option}.path={path!r} does not exist")
+    elif not path and needs_path(name):
+      problems.append(f"config.{option}.path is empty: question set {name!r} has no download; prepare its file "
+                      "(README, Preparing NQ-open and ELI5) and set the path")
 
 
 def _number(problems: list[str], option: str, value, *, low: float, integer: bool = True,
