@@ -7,9 +7,9 @@ pilot L's trajectories, ranked by the ranker.
   python -m restreact.launch --config=configs/gen1_xs.py:demo --workdir=DIR   # CPU demo, tiny models
 """
 
-from configs import common
+from restreact import experiment
 
 
 def get_config(arg: str | None = None):
   """The experiment; `arg` selects a variant ("demo")."""
-  return common.get_config(1, "xs", arg or "")
+  return experiment.get_config(1, "xs", arg or "")

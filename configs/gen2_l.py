@@ -6,9 +6,9 @@ gen-1 L's trajectories (4 per question) and gen 1's, ranked.
   python -m restreact.launch --config=configs/gen2_l.py:demo --workdir=DIR   # CPU demo, tiny models
 """
 
-from configs import common
+from restreact import experiment
 
 
 def get_config(arg: str | None = None):
   """The experiment; `arg` selects a variant ("demo")."""
-  return common.get_config(2, "l", arg or "")
+  return experiment.get_config(2, "l", arg or "")

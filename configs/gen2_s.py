@@ -7,9 +7,9 @@ trajectories (4 per question) and gen 1's, ranked.
   python -m restreact.launch --config=configs/gen2_s.py:demo --workdir=DIR   # CPU demo, tiny models
 """
 
-from configs import common
+from restreact import experiment
 
 
 def get_config(arg: str | None = None):
   """The experiment; `arg` selects a variant ("demo")."""
-  return common.get_config(2, "s", arg or "")
+  return experiment.get_config(2, "s", arg or "")

@@ -7,9 +7,9 @@ trajectories of the prompted L.
   python -m restreact.launch --config=configs/pilot_xs.py:demo --workdir=DIR   # CPU demo, tiny models
 """
 
-from configs import common
+from restreact import experiment
 
 
 def get_config(arg: str | None = None):
   """The experiment; `arg` selects a variant ("demo")."""
-  return common.get_config(0, "xs", arg or "")
+  return experiment.get_config(0, "xs", arg or "")

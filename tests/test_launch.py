@@ -18,11 +18,7 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*_*.py") if not p.
 def load(name: str, variant: str = ""):
   spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, str(ROOT))
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(str(ROOT))
+  spec.loader.exec_module(module)  # as config_flags loads it: no sys.path entry needed
   return module.get_config(variant)
 
 

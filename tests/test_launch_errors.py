@@ -74,8 +74,11 @@ def test_a_checkpoint_folder_names_each_missing_part(checkpoint, tmp_path):
   assert "config.models.xs" not in run.stderr  # the complete folder passes
 
 
-def test_real_checkpoints_on_a_cpu_only_jax_stop_unless_insisted(checkpoint, tmp_path):
-  args = ("--config=configs/pilot_l.py", f"--config.models.l.checkpoint={checkpoint}", f"--workdir={tmp_path / 'w'}")
+def test_real_checkpoints_on_a_cpu_only_jax_stop_naming_the_way_to_insist(checkpoint, tmp_path):
+  eli5 = tmp_path / "eli5.jsonl"
+  eli5.write_text('{"id": "q1", "question": "Why is the sky blue?", "answers": ["Scattering."]}\n')
+  args = ("--config=configs/pilot_l.py", f"--config.models.l.checkpoint={checkpoint}", f"--workdir={tmp_path / 'w'}",
+          *(f"--config.data.train[{i}].path={eli5}" for i in (1, 2, 3)))
   run = launch(*args)
   assert run.returncode == 2 and "only CPU devices" in run.stderr and "--allow_cpu" in run.stderr, run.stderr
   assert not (tmp_path / "w").exists()

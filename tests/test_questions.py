@@ -213,10 +213,7 @@ def test_hotpotqa_split_picks_the_official_file(tmp_path, monkeypatch):
 
 def test_the_default_config_grows_on_hotpotqa_train_and_three_eli5_files(tmp_path, monkeypatch):
   from restreact.rest.setup import questions
-  spec = importlib.util.spec_from_file_location("common_config", Path(__file__).resolve().parents[1] / "configs" /
-                                                "common.py")
-  common = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(common)
+  from restreact import experiment as common
   calls = []
   monkeypatch.setattr(questions_module, "fetch", fake_fetch(tmp_path, calls))
   train = common.get_config(2, "xs").data.train

@@ -1,6 +1,6 @@
 """Settings shared by every experiment: the paper's numbers for real runs, and the CPU `demo` variant.
 
-An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `common.get_config(2, "xs", arg)`:
+An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `experiment.get_config(2, "xs", arg)`:
 run the ReST loop up to generation 2 and deliver the XS model. Generation 0 is the pilot.
 Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted) or "pilot:l" /
 "gen1:l" / "gen2:l" (a size fine-tuned in that generation). CPU demos, where no instruction-tuned
@@ -24,6 +24,10 @@ def _model(num_candidates: int, lora_rank) -> ml_collections.ConfigDict:
       preset="",  # instead of a checkpoint: a GemmaConfig preset with random weights (tests and demos)
       overrides={},  # GemmaConfig fields to change in the preset
       dtype="bfloat16",
+      # Gemma chat turns around every prompt of this size and its SFT rows: True, False, or None (unset) = when
+      # the checkpoint is instruction-tuned (restreact/models/chat.py: a folder name ending in -it, a chat
+      # template, or <end_of_turn> in eos_token_id; never for a preset).
+      chat=ml_collections.config_dict.placeholder(bool),
       num_candidates=num_candidates,  # samples per step (paper: 4 for L and S, 16 for XS)
       train=dict(lora_rank=lora_rank),  # TrainConfig fields that differ from config.train for this size
   ))
@@ -50,13 +54,16 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
                                            pilot_forms=()))
 
   # Questions: {name, path, limit, options}; names as in restreact.data.load_questions.
-  # The paper grows on 500 questions each of HotpotQA and three ELI5 sets (ELI5 has no loader here:
-  # NQ-open stands in), selects checkpoints on Bamboogle and tests on BamTwoogle. `pilot` (empty: the
-  # train sets) are the questions the pilot grows on; later generations grow on `train`.
+  # The paper grows on 500 questions each of HotpotQA and three ELI5 sets, selects checkpoints on Bamboogle and
+  # tests on BamTwoogle. HotpotQA's train file downloads (checksum pinned); ELI5 has no download, so its three
+  # paths must be set (README, "Preparing NQ-open and ELI5"), e.g. --config.data.train[1].path=/data/eli5.jsonl:
+  # the setup stage names the entry otherwise. `pilot` (empty: the train sets) are the questions the pilot grows
+  # on; later generations grow on `train`.
+  eli5 = lambda subreddit: dict(name="eli5", path="", limit=500, options=dict(subreddit=subreddit))
   c.data = ml_collections.ConfigDict(dict(
       pilot=[],
-      train=[dict(name="hotpotqa", path="", limit=500, options={}),
-             dict(name="nq_open", path="", limit=500, options=dict(split="train"))],
+      train=[dict(name="hotpotqa", path="", limit=500, options=dict(split="train")),
+             eli5("eli5"), eli5("askhistorians"), eli5("askscience")],
       dev=dict(name="bamboogle", path="", limit=0, options={}),
       test=dict(name="bamtwoogle", path="", limit=0, options={}),
   ))
