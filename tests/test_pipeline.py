@@ -1,6 +1,7 @@
 """The ReST loop end to end through `python -m restreact.launch` (the `quick` demo: tiny random models,
-synthetic world): two generations of grow -> rank -> mixture -> improve -> eval, a rerun that skips
-everything, and a run killed mid-stage that, rerun, ends with the same outputs and no duplicates."""
+synthetic world): two generations of grow -> rank -> mixture -> improve -> eval, the delivered model exported
+for transformers, a rerun that skips everything, and a run killed mid-stage that, rerun, ends with the same
+outputs and no duplicates."""
 
 import json
 import os
@@ -79,7 +80,7 @@ def finished(tmp_path_factory) -> Path:
 def test_two_generations_grow_rank_improve_eval(finished):
   w = finished
   names = ["setup"] + [f"{g}/{s}" for g in ("pilot", "gen1", "gen2")
-                       for s in ("grow", "rank", "mixture", "train_l", "train_xs", "eval_l", "eval_xs")]
+                       for s in ("grow", "rank", "mixture", "train_l", "train_xs", "eval_l", "eval_xs")] + ["export"]
   assert all(stage(w, n)["status"] == "done" for n in names)
   assert not (w / "pilot" / "train_s").exists()  # gen2_xs needs L (it grows) and XS (it is delivered)
   # who grew what: the scripted pilot, then pilot L, then gen-1 L with 2 samples per question
@@ -110,12 +111,40 @@ def test_two_generations_grow_rank_improve_eval(finished):
   assert (w / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_delivered_model_is_exported_for_transformers(finished):
+  """export/xs/ is gen 2's XS, the delivered model: transformers gives the trained model's logits (fp32, 1e-4)."""
+  import numpy as np
+  import torch
+  import transformers
+  from restreact import experiment
+  from restreact.models import Tokenizer
+  from restreact.rest.model_store import ModelStore
+  out = finished / "export" / "xs"
+  assert sorted(p.name for p in out.parent.iterdir()) == [STAGE_FILE, "xs"]  # the delivered size, nothing partial
+  tokenizer = Tokenizer(finished / "setup" / "tokenizer.model")
+  store = ModelStore(experiment.get_config(2, "xs", "quick"), tokenizer)  # configs/gen2_xs.py:quick
+  store.trained["gen2:xs"] = finished / "gen2/train_xs" / json.loads(
+      (finished / "gen2/train_xs/result.json").read_text())["checkpoint"]
+  trained = store.load("gen2:xs")
+  config = json.loads((out / "tokenizer_config.json").read_text())
+  assert ("chat_template" in config) == store.chat("xs")  # a template only for a model trained on chat turns
+  text = "Question: Where was the director of Film 3 born?\nThought: search for it"
+  tokens = np.asarray([tokenizer.encode(text, add_bos=True)])
+  hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
+  assert hf_tokenizer(text)["input_ids"] == tokens[0].tolist()
+  hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager",
+                                                         local_files_only=True).eval()
+  with torch.no_grad():
+    theirs = hf(input_ids=torch.as_tensor(tokens)).logits.numpy()
+  np.testing.assert_allclose(theirs, np.asarray(trained(tokens)), atol=1e-4, rtol=0)
+
+
 def test_rerun_skips_finished_stages(finished):
   before = outputs(finished)
   start = time.time()
   proc = launch(finished)
   assert "starting" not in proc.stderr and "resuming" not in proc.stderr
-  assert proc.stderr.count("done earlier, skipped") == 22
+  assert proc.stderr.count("done earlier, skipped") == 23
   assert outputs(finished) == before
   assert time.time() - start < 120
 

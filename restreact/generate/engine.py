@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from restreact.generate import slots as ops
 from restreact.generate.stops import find_stop
+from restreact.models.chat import check_tokenizer, encode_prefix, encode_prompt
 from restreact.models.gemma.model import Transformer
 from restreact.models.sharding import logical_to_spec
 from restreact.models.tokenizer import Tokenizer
@@ -102,23 +103,31 @@ def _jitted(graphdef, steps_per_round: int, mesh: Mesh | None):
 
 
 class Engine:
-  """Batched sampling over `num_slots` slots of `max_len` positions each (see module docstring)."""
+  """Batched sampling over `num_slots` slots of `max_len` positions each (see module docstring).
+
+  With `chat` (an instruction-tuned model) every string prompt is wrapped in Gemma's chat turns
+  (`restreact.models.chat`) and `<end_of_turn>` ends a sample like EOS; token-id prompts are taken as given.
+  """
 
   def __init__(self, model: Transformer, tokenizer: Tokenizer | None, *, num_slots: int, max_len: int, seed: int = 0,
                steps_per_round: int = 8, prefill_chunk: int = 256, prefill_buckets: Sequence[int] = (16, 64),
-               ring_buffers: bool = True, eos_ids: Sequence[int] | None = None, mesh: Mesh | None = None):
+               ring_buffers: bool = True, eos_ids: Sequence[int] | None = None, mesh: Mesh | None = None,
+               chat: bool = False):
     cfg = model.config
     if num_slots < 1 or steps_per_round < 1:
       raise ValueError(f"num_slots ({num_slots}) and steps_per_round ({steps_per_round}) must be positive")
     if not 1 <= max_len <= cfg.max_position_embeddings:
       raise ValueError(f"max_len={max_len} must be in [1, {cfg.max_position_embeddings}] (the model's limit)")
-    self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
+    if chat:
+      check_tokenizer(tokenizer)
+    self.model, self.tokenizer, self.mesh, self.chat = model, tokenizer, mesh, chat
     self.num_slots, self.max_len, self.steps_per_round = num_slots, max_len, steps_per_round
     self.chunk_sizes = tuple(sorted({b for b in prefill_buckets if b < prefill_chunk} | {prefill_chunk}))
     # Prefill runs several slots per call; lane counts are powers of 4 up to num_slots (few compilations).
     self.lane_sizes = tuple(sorted({4 ** i for i in range(8) if 4 ** i < num_slots} | {num_slots}))
     if eos_ids is None:  # the checkpoint's (instruction-tuned ones list <end_of_turn> too) and the tokenizer's
-      eos_ids = sorted(set(cfg.eos_ids) | ({tokenizer.eos_id} if tokenizer is not None else set()))
+      eos_ids = set(cfg.eos_ids) | ({tokenizer.eos_id} if tokenizer is not None else set())
+      eos_ids = sorted(eos_ids | ({tokenizer.end_of_turn_id} if chat else set()))  # a chat reply ends its turn
     self.eos_ids = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
     self._eos_set = set(int(i) for i in eos_ids)
     self.local_length = cfg.sliding_window + prefill_chunk - 1 if ring_buffers else max_len
@@ -161,11 +170,12 @@ class Engine:
 
   # ----- prompts and prefixes ----------------------------------------------------------------
 
-  def _tokens(self, prompt: str | Sequence[int]) -> list[int]:
+  def _tokens(self, prompt: str | Sequence[int], *, prefix: bool = False) -> list[int]:
     if isinstance(prompt, str):
       if self.tokenizer is None:
         raise ValueError("string prompts need a tokenizer; pass token ids or give the Engine a tokenizer")
-      tokens = self.tokenizer.encode(prompt, add_bos=True) if prompt else []
+      encode = encode_prefix if prefix else encode_prompt
+      tokens = encode(self.tokenizer, prompt, chat=self.chat) if prompt else []
     else:
       tokens = [int(t) for t in prompt]
     if not tokens:
@@ -210,9 +220,10 @@ class Engine:
   def register_prefix(self, prefix: str | Sequence[int]) -> int:
     """Prefill a shared prompt prefix (a step type's preamble) once; prompts that start with it reuse its KV.
 
-    Returns the prefix's token count. A string gets BOS, like a string prompt. Registering twice is a no-op.
+    Returns the prefix's token count. A string gets BOS (and, with `chat`, the user-turn opener), like a string
+    prompt. Registering twice is a no-op.
     """
-    tokens = self._tokens(prefix)
+    tokens = self._tokens(prefix, prefix=True)
     if any(known == tuple(tokens) for known, _ in self._prefixes):  # registered already: nothing to prefill
       return len(tokens)
     if len(tokens) >= self.max_len:

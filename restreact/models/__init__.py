@@ -1,6 +1,7 @@
 """Models: Gemma 2/3 decoders, HF checkpoints, tokenizer, LoRA, sharding rules."""
 
 from restreact.models.checkpoint import restore_params, save_params
+from restreact.models.export import export_hf
 from restreact.models.gemma import GemmaConfig, LayerCache, Transformer
 from restreact.models.gemma.hf_config import UnsupportedCheckpointError
 from restreact.models.lora import LoraConfig, apply_lora, load_lora, merge_lora, remove_lora, save_lora
@@ -10,7 +11,7 @@ from restreact.models.tokenizer import Tokenizer, train_tokenizer
 
 __all__ = [
     "CheckpointMismatchError", "GemmaConfig", "LayerCache", "LoraConfig", "Tokenizer", "Transformer",
-    "UnsupportedCheckpointError", "apply_lora", "from_pretrained", "load_lora", "make_mesh", "merge_lora",
+    "UnsupportedCheckpointError", "apply_lora", "export_hf", "from_pretrained", "load_lora", "make_mesh", "merge_lora",
     "read_config", "remove_lora", "restore_params", "save_lora", "save_params", "save_pretrained", "shard_model",
     "train_tokenizer",
 ]

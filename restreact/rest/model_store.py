@@ -19,6 +19,7 @@ from flax import nnx
 from restreact.agent.actions import END_MARKER
 from restreact.generate import Engine
 from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
+from restreact.models.chat import resolve_chat
 from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
 from restreact.train import TrainConfig, load_trained
 
@@ -83,6 +84,15 @@ class ModelStore:
   def __init__(self, config, tokenizer: Tokenizer, *, mesh=None):
     self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
     self.trained: dict[str, Path] = {}  # "gen1:l" -> best checkpoint, filled as the train stages finish
+    self._chat: dict[str, bool] = {}
+
+  def chat(self, size: str) -> bool:
+    """Whether the size's prompts are wrapped in chat turns: its base checkpoint's format, which the models
+    fine-tuned from it keep (they are trained on the same wrapping)."""
+    if size not in self._chat:
+      spec = self.config.models[size]
+      self._chat[size] = resolve_chat(spec.get("chat"), spec.checkpoint, where=f"config.models.{size}.chat")
+    return self._chat[size]
 
   def base(self, size: str) -> Transformer:
     """A fresh copy of the size's base model."""
@@ -111,12 +121,13 @@ class ModelStore:
     model = load_trained(model, self.trained[key], tc)
     return merge_lora(model) if tc.lora_rank is not None else model  # merged: decoding pays no adapter cost
 
-  def engine(self, model: Transformer, *, seed: int = 0) -> Engine:
-    """A generation engine around `model` with the config's slots and buckets."""
+  def engine(self, model: Transformer, *, size: str, seed: int = 0) -> Engine:
+    """A generation engine around `model` (a base or fine-tuned model of `size`, whose chat setting it takes)
+    with the config's slots and buckets."""
     e = self.config.engine
     return Engine(model, self.tokenizer, num_slots=e.num_slots, max_len=e.max_len, seed=seed,
                   steps_per_round=e.steps_per_round, prefill_chunk=e.prefill_chunk,
-                  prefill_buckets=tuple(e.prefill_buckets), mesh=self.mesh)
+                  prefill_buckets=tuple(e.prefill_buckets), mesh=self.mesh, chat=self.chat(size))
 
 
 def text_generator(engine: Engine, *, max_new_tokens: int, seed: int = 0):

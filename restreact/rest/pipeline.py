@@ -13,6 +13,7 @@ Layout under the work directory (each folder is a stage, see `stages.py`):
                  /mixture/      mixture.jsonl, card.json, card.md
                  /train_<size>/ the trainer's workdir (checkpoints, best/, metrics.jsonl) and result.json
                  /eval_<size>/  runNN.trajectories.jsonl, runNN.grades.jsonl, summary.json, per_question.md
+  export/<size>/                the delivered model (config.size, last generation) as a Hugging Face folder
   report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L)
 """
 
@@ -32,6 +33,7 @@ from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data import WorldSolver
 from restreact.models import make_mesh
+from restreact.models.export import export_hf
 from restreact.rest import setup as run_setup
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
 from restreact.rest.jsonl import write_atomic
@@ -43,6 +45,7 @@ from restreact.rest.report import write_pipeline_report
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.rest.stages import Stages
 from restreact.train import Example, train
+from restreact.train.data import row_tokens as train_row_tokens
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +113,10 @@ class Pipeline:
     self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
     self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it
     for size in SIZES:
-      self._fps[f"base:{size}"] = _spec_fp(c, size)
+      self._fps[f"base:{size}"] = _spec_fp(c, size, self.store.chat(size))
     for g in range(c.generation + 1):
       self._generation(g)
+    self._export()
     report = write_pipeline_report(self.workdir, self.stages.results, progress=self.progress) \
         if jax.process_index() == 0 else None
     return PipelineResult(dict(self.stages.results), report)
@@ -132,10 +136,13 @@ class Pipeline:
       fps += [gr.fingerprint, rk.fingerprint]
     seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
     tokenizer = self.env.tokenizer
-    row_tokens = lambda e: len(tokenizer.encode(e.prompt)) + len(tokenizer.encode(e.target)) + 2  # BOS, EOS
+    chat = any(self.store.chat(size) for size in seq_lens)  # chat rows are the longer ones: count those
+    row_tokens = lambda e: train_row_tokens(tokenizer, Example(e.prompt, e.target), chat=chat)
     inputs = dict(sources=fps, weights=weights[:g + 1], size=c.mixture.size, seed=c.seed,
                   include_failed=c.mixture.include_failed, drop_ungrounded=c.mixture.drop_ungrounded,
                   seq_lens=seq_lens)
+    if chat:  # the card counts chat rows
+      inputs["chat"] = True
     if g > 0:  # the pilot is scripted: the ranker does not judge it
       inputs["drop_unsupported"] = self._verdict() is not None
     mixture = self.stages.run(
@@ -159,8 +166,8 @@ class Pipeline:
     ref = ModelRef("base", "l") if g == 0 else ModelRef(GENERATIONS[g - 1], "l")
     agent = agent_config(c, "l", prompted=ref.stage == "base", num_candidates=c.grow.num_candidates or None,
                          temperature=c.grow.temperature)
-    return str(ref), lambda seed: EngineSampler(self.store.engine(self.store.load(ref), seed=seed), agent,
-                                                seed=seed), agent
+    return str(ref), lambda seed: EngineSampler(
+        self.store.engine(self.store.load(ref), size=ref.size, seed=seed), agent, seed=seed), agent
 
   def _grow(self, g: int):
     c, name = self.config, GENERATIONS[g]
@@ -199,7 +206,8 @@ class Pipeline:
       return stand_in_ranker.generate
     ranker = ModelRef.parse(c.rank.ranker)
     return _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
-        self.store.engine(self.store.load(ranker), seed=c.seed), max_new_tokens=c.rank.max_new_tokens))
+        self.store.engine(self.store.load(ranker), size=ranker.size, seed=c.seed),
+        max_new_tokens=c.rank.max_new_tokens))
 
   def _rank(self, g: int, grow):
     c, name = self.config, GENERATIONS[g]
@@ -256,7 +264,8 @@ class Pipeline:
       else:
         ref = ModelRef.parse(c.eval.judge)
         self._judge_cache = Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
-            self.store.engine(self.store.load(ref), seed=c.seed), max_new_tokens=8), few_shot=c.eval.judge_few_shot)
+            self.store.engine(self.store.load(ref), size=ref.size, seed=c.seed), max_new_tokens=8),
+            few_shot=c.eval.judge_few_shot)
     return self._judge_cache
 
   def _judge_fp(self) -> str:
@@ -274,12 +283,12 @@ class Pipeline:
 
     def fn(d: Path):
       def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
-        return dev_score(self.env.dev, engine=self.store.engine(model, seed=c.seed), tool=self.env.tool,
+        return dev_score(self.env.dev, engine=self.store.engine(model, size=size, seed=c.seed), tool=self.env.tool,
                          agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev")
 
       examples = [Example(e.prompt, e.target) for e in read_mixture(mixture.directory / "mixture.jsonl")]
       result = train(self.store.base(size), self.env.tokenizer, examples, tc, d / "train", mesh=self.mesh,
-                     eval_fn=eval_fn if self.env.dev else None)
+                     eval_fn=eval_fn if self.env.dev else None, chat=self.store.chat(size))
       best = result.best_checkpoint or result.checkpoint
       if result.preempted:
         raise KeyboardInterrupt(f"training of {name}:{size} was stopped; rerun to resume")
@@ -304,7 +313,7 @@ class Pipeline:
     inputs = dict(model=str(ref), model_fp=self._fps[str(ref)], questions=[q.id for q in questions],
                   runs=c.eval.runs, judge=self._judge_fp(), agent=dataclasses.asdict(agent), seed=c.seed)
     judge = self._judge(g)
-    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), seed=c.seed))
+    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), size=size, seed=c.seed))
     self.stages.run(
         f"{name}/eval_{size}", inputs,
         lambda d: run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
@@ -313,6 +322,29 @@ class Pipeline:
                            tool_workers=c.engine.tool_workers, progress=self.progress,
                            raters_csv=bool(c.eval.raters_csv)),
         load=lambda d: json.loads((d / "summary.json").read_text()))
+
+  # ---------------------------------------------------------------------------------------------- export
+
+  def _export(self) -> None:
+    """The delivered model (config.size fine-tuned in the last generation) as a Hugging Face folder, export/<size>/.
+
+    Only the delivered size: the report's other sizes are means to it (`export_hf` exports any of them). Each
+    folder appears whole (renamed into place), so a rerun after a crash exports only what is missing."""
+    c = self.config
+    refs = {c.size: ModelRef(GENERATIONS[c.generation], c.size)}
+    tokenizer = run_setup.tokenizer_path(c, self.stages.results["setup"].directory)
+    inputs = dict(models={size: [str(ref), self._fps[str(ref)]] for size, ref in refs.items()},
+                  dtypes={size: c.models[size].dtype for size in refs},
+                  chat={size: self.store.chat(size) for size in refs}, setup=self.setup_fp)
+    value = {size: str(ref) for size, ref in refs.items()}
+
+    def fn(d: Path):
+      for size, ref in refs.items():
+        if not (d / size).is_dir():
+          export_hf(self.store.load(ref), tokenizer, d / size, chat=self.store.chat(size))
+      return value
+
+    self.stages.run("export", inputs, fn, load=lambda d: value)
 
 
 class _Lazy:
@@ -330,10 +362,10 @@ class _Lazy:
     return self.get()(*args, **kwargs)
 
 
-def _spec_fp(config, size: str) -> str:
+def _spec_fp(config, size: str, chat: bool = False) -> str:
   spec = config.models[size]
   return json.dumps(dict(checkpoint=spec.checkpoint, preset=spec.preset, overrides=dict(spec.overrides),
-                         dtype=spec.dtype, seed=config.seed), sort_keys=True)
+                         dtype=spec.dtype, seed=config.seed, **({"chat": True} if chat else {})), sort_keys=True)
 
 
 def run_pipeline(config, workdir: str | Path, *, mesh=None) -> PipelineResult:

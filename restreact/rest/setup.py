@@ -76,7 +76,8 @@ def questions(spec, what: str, world: dict | None = None) -> list[QuestionRecord
   return records[:limit] if limit else records
 
 
-def _tokenizer_path(config, d: Path) -> Path:
+def tokenizer_path(config, d: Path) -> Path:
+  """The run's tokenizer.model (`d` is the setup stage's folder)."""
   if config.tokenizer == "world":
     return d / TOKENIZER_FILE
   if config.tokenizer:
@@ -112,7 +113,7 @@ def _environment(config, d: Path) -> Environment:
     texts += [line for name in TEMPLATES for line in load_template(name).splitlines() if line.strip()]
     train_tokenizer(texts, d / TOKENIZER_FILE, vocab_size=int(config.world.vocab_size),
                     whole_words=world.whole_words() + list(CODE_WORDS))
-  tokenizer = Tokenizer(_tokenizer_path(config, d))
+  tokenizer = Tokenizer(tokenizer_path(config, d))
   tool = _tool(config, d, world)
   pilot_what = "pilot" if config.data.pilot else "train"
   pilot = [q for i, spec in enumerate(pilot_specs(config)) for q in questions(spec, f"{pilot_what}[{i}]", options)]

@@ -1,10 +1,10 @@
 """Per-step examples -> packed, length-bucketed token batches with loss on target tokens only.
 
-An example is `[BOS] prompt target [EOS]`; a row position predicts the next token, and only
-predictions of target tokens (and the EOS) carry loss weight. Examples are packed first-fit into
-rows of a bucket length, each with its own segment id and positions from 0, so no example sees
-another. Too-long examples lose prompt tokens from the left, never target tokens; an example whose
-target alone does not fit is dropped. Both are counted.
+An example is `[BOS] prompt target [EOS]` (for a chat model `[BOS] <user turn> target <end_of_turn>`, see
+`encode`); a row position predicts the next token, and only predictions of target tokens (and the end token)
+carry loss weight. Examples are packed first-fit into rows of a bucket length, each with its own segment id
+and positions from 0, so no example sees another. Too-long examples lose prompt tokens from the left, never
+target tokens; an example whose target alone does not fit is dropped. Both are counted.
 
 Not grain: its packers pack to one fixed length and cut any feature that is too long, while here the
 prompt is cut from the left only, rows come in several lengths, and every process must agree on the
@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from restreact.models import Tokenizer
+from restreact.models.chat import encode_prompt, head_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Example:
 
 @dataclasses.dataclass(frozen=True)
 class Encoded:
-  """Token ids of one example (`[BOS] prompt target [EOS]`) and how many lead tokens carry no loss."""
+  """Token ids of one example (`[BOS] prompt target [EOS or <end_of_turn>]`) and how many lead tokens carry no loss."""
 
   tokens: np.ndarray  # int32
   num_prompt: int  # prompt tokens kept after truncation (BOS not included)
@@ -62,27 +63,40 @@ class EncodeStats:
   dropped: int
 
 
-def encode(tokenizer: Tokenizer, example: Example, max_length: int) -> Encoded | None:
-  """Tokenize one example for rows of `max_length` positions; None when even its target does not fit."""
-  prompt = tokenizer.encode(example.prompt)
+def encode(tokenizer: Tokenizer, example: Example, max_length: int, *, chat: bool = False) -> Encoded | None:
+  """Tokenize one example for rows of `max_length` positions; None when even its target does not fit.
+
+  The prompt's ids are the engine's (`encode_prompt`): with `chat` the prompt is the user turn, the target the
+  model's reply, and the row ends with `<end_of_turn>` (where the model's turn ends) instead of EOS.
+  """
+  prompt = encode_prompt(tokenizer, example.prompt, chat=chat)  # BOS included
   target = tokenizer.encode(example.target)
-  room = max_length + 1 - (len(target) + 2)  # tokens left for the prompt besides BOS, target and EOS
+  end = tokenizer.end_of_turn_id if chat else tokenizer.eos_id
+  head = head_length(tokenizer, prompt, chat=chat)  # BOS and the chat opener are never cut
+  room = max_length - len(target) - head  # prompt tokens that fit besides the head, target and end token
   if room < 0:
     return None
-  truncated = len(prompt) > room
+  body = prompt[head:]
+  truncated = len(body) > room
   if truncated:
-    prompt = prompt[len(prompt) - room:]  # cut from the left: the end of the prompt is next to the target
-  tokens = np.asarray([tokenizer.bos_id] + prompt + target + [tokenizer.eos_id], np.int32)
-  return Encoded(tokens, len(prompt), truncated)
+    body = body[len(body) - room:]  # cut from the left: the end of the prompt is next to the target
+  tokens = np.asarray(prompt[:head] + body + target + [end], np.int32)
+  return Encoded(tokens, head - 1 + len(body), truncated)
 
 
-def encode_all(tokenizer: Tokenizer, examples: Sequence[Example], max_length: int) -> tuple[list[Encoded], EncodeStats]:
+def row_tokens(tokenizer: Tokenizer, example: Example, *, chat: bool = False) -> int:
+  """Tokens of an example's whole row (BOS, prompt, target, end token) before any truncation."""
+  return len(encode_prompt(tokenizer, example.prompt, chat=chat)) + len(tokenizer.encode(example.target)) + 1
+
+
+def encode_all(tokenizer: Tokenizer, examples: Sequence[Example], max_length: int, *,
+               chat: bool = False) -> tuple[list[Encoded], EncodeStats]:
   """Tokenize examples, dropping those whose target cannot fit, and count truncations."""
   kept, truncated, dropped = [], 0, 0
   for ex in examples:
     if not isinstance(ex, Example):
       raise TypeError(f"expected restreact.train.Example, got {type(ex).__name__}")
-    enc = encode(tokenizer, ex, max_length)
+    enc = encode(tokenizer, ex, max_length, chat=chat)
     if enc is None:
       dropped += 1
     else:
@@ -212,7 +226,7 @@ class PackedDataset:
 
   def __init__(self, tokenizer: Tokenizer, examples: Sequence[Example], *, buckets: Sequence[int],
                rows_per_step: int, process_index: int = 0, process_count: int = 1,
-               agree: Callable[[np.ndarray], np.ndarray] = agree_max):
+               agree: Callable[[np.ndarray], np.ndarray] = agree_max, chat: bool = False):
     if not 0 <= process_index < process_count:
       raise ValueError(f"process_index={process_index} not in [0, {process_count})")
     self.buckets = tuple(sorted(buckets))
@@ -220,7 +234,8 @@ class PackedDataset:
     self.pad_id = tokenizer.pad_id if tokenizer.pad_id >= 0 else 0
     self._agree = agree
     # Each process tokenizes and packs only every process_count-th example.
-    self.items, self.stats = encode_all(tokenizer, list(examples)[process_index::process_count], self.buckets[-1])
+    self.items, self.stats = encode_all(tokenizer, list(examples)[process_index::process_count], self.buckets[-1],
+                                        chat=chat)
 
   def epoch(self, seed: Sequence[int]) -> list[Step]:
     """The steps of one pass over the data: examples shuffled by `seed`, packed per bucket, step order shuffled.

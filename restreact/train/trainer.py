@@ -136,13 +136,14 @@ def _global_stats(dataset: PackedDataset) -> np.ndarray:
 
 def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example], config: TrainConfig,
           workdir: str | Path, *, mesh: Mesh | None = None,
-          eval_fn: Callable[[Transformer], float] | None = None) -> TrainResult:
+          eval_fn: Callable[[Transformer], float] | None = None, chat: bool = False) -> TrainResult:
   """Fine-tune `model` on `examples` (LoRA or full, as `config` says), checkpointing into `workdir`.
 
   A workdir that holds checkpoints of the same run resumes from the latest one. `mesh` defaults to all
   devices on the fsdp axis. `eval_fn(model) -> score` runs every `eval_every` steps and at the end; the
   trainable weights with the best score are kept under workdir/best. Raises NonFiniteLossError when the
-  loss or the gradients are NaN or infinite (checkpoints saved before stay).
+  loss or the gradients are NaN or infinite (checkpoints saved before stay). With `chat` (an instruction-tuned
+  model) prompts are wrapped in its chat turns exactly as the engine wraps them (`restreact.models.chat`).
   """
   examples = list(examples)
   mesh = mesh if mesh is not None else make_mesh()
@@ -150,7 +151,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
   workdir = Path(workdir).absolute()
   dataset = PackedDataset(tokenizer, examples, buckets=config.bucket_lengths,
                           rows_per_step=config.batch_size // jax.process_count(),
-                          process_index=jax.process_index(), process_count=jax.process_count())
+                          process_index=jax.process_index(), process_count=jax.process_count(), chat=chat)
   total, truncated, dropped, kept = (int(x) for x in _global_stats(dataset))
   if kept == 0:
     raise ValueError(f"no example fits: all {total} targets are longer than seq_len={config.seq_len} tokens")
@@ -160,7 +161,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
 
   model = prepare_model(model, config)
   workdir.mkdir(parents=True, exist_ok=True)
-  _check_run_file(workdir, config, model, _fingerprint(examples))
+  _check_run_file(workdir, config, model, _fingerprint(examples) + ("+chat" if chat else ""))  # rows differ
   shard_model(model, mesh)
   graphdef, params, frozen = nnx.split(model, trainable_filter(config), ...)
   tx = optimizer(config)
