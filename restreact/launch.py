@@ -105,8 +105,10 @@ def _logging() -> None:
 
 def main(argv) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from restreact.rest.config_check import ConfigError, check_config  # after flags: keeps --help fast
+    print(f"restreact.launch: unexpected arguments {argv[1:]}: every setting is a flag (--config.a.b=value)",
+          file=sys.stderr)
+    return 2
+  from restreact.rest.config_check import ConfigError, check_config, real_checkpoints  # after flags: fast --help
 
   config = _CONFIG.value
   try:
@@ -134,7 +136,6 @@ def main(argv) -> int:
   from restreact.rest.pipeline import run_pipeline
   from restreact.rest.stages import StageMismatchError
   _logging()
-  from restreact.rest.config_check import real_checkpoints
   if jax.default_backend() == "cpu" and real_checkpoints(config) and not _ALLOW_CPU.value:
     print("restreact.launch: JAX found only CPU devices, and this config loads real checkpoints "
           f"({', '.join(real_checkpoints(config))}). Install the accelerator's jax (pip install -e \".[tpu]\" or "
