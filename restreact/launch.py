@@ -32,11 +32,13 @@ _ALLOW_CPU = flags.DEFINE_bool("allow_cpu", False, "Run a config with real check
 QUIET_LOGGERS = ("jax", "absl", "bm25s", "orbax", "urllib3", "matplotlib", "PIL")
 
 
+def _config_spec(argv: list[str]) -> str | None:
+  """The value of --config= (a file, then :variant), or None."""
+  return next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+
+
 def _config_file() -> str:
-  for arg in sys.argv[1:]:
-    if arg.startswith("--config="):
-      return arg.split("=", 1)[1].split(":", 1)[0]
-  return "configs/EXPERIMENT.py"
+  return (_config_spec(sys.argv) or "configs/EXPERIMENT.py").partition(":")[0]
 
 
 def _override_problem(arg: str, config) -> str | None:
@@ -66,7 +68,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _flag_problem(argv: list[str], error: Exception) -> str:
   """One line saying why `argv` did not parse."""
-  spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+  spec = _config_spec(argv)
   if isinstance(error, flags.UnrecognizedFlagError) and not str(error.flagname).startswith("config."):
     return str(error).split("\n")[0]  # a mistyped launcher flag: absl names it and the nearest one
   if not spec:

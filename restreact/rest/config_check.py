@@ -9,6 +9,7 @@ from pathlib import Path
 from restreact.data import needs_path, question_sets
 from restreact.models.gemma import PRESETS
 from restreact.models.gemma.hf_config import from_hf_config
+from restreact.models.pretrained import NP_DTYPES
 from restreact.models.safetensors_io import INDEX
 from restreact.models.tokenizer import TOKENIZER_FILE
 from restreact.data.questions import FILE_SUFFIXES
@@ -19,7 +20,6 @@ from restreact.rest.pipeline import model_ranker, trained_sizes
 from restreact.rest.rank import PERPLEXITY
 from restreact.rest.setup import TOOL_KINDS, uses_world
 
-DTYPES = ("bfloat16", "float32")
 DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
 
 
@@ -176,8 +176,8 @@ def _check_numbers(config, problems: list[str]) -> None:
   _number(problems, "eval.dev_runs", config.eval.dev_runs, low=1)
   _number(problems, "eval.dev_limit", config.eval.dev_limit, low=0)
   for size, spec in config.models.items():
-    if spec.dtype not in DTYPES:
-      problems.append(f"config.models.{size}.dtype={spec.dtype!r}: choose one of {DTYPES}")
+    if spec.dtype not in NP_DTYPES:  # what from_pretrained and the presets accept
+      problems.append(f"config.models.{size}.dtype={spec.dtype!r}: choose one of {tuple(sorted(NP_DTYPES))}")
     if spec.preset and spec.preset not in PRESETS:
       problems.append(f"config.models.{size}.preset={spec.preset!r}: unknown; known: {', '.join(sorted(PRESETS))}")
     _number(problems, f"models.{size}.num_candidates", spec.num_candidates, low=1)
