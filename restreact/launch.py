@@ -135,6 +135,7 @@ def main(argv) -> int:
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   import jax
 
+  from restreact.multihost import WorkdirNotShared
   from restreact.rest.pipeline import run_pipeline
   from restreact.rest.stages import StageMismatchError
   _logging()
@@ -148,7 +149,7 @@ def main(argv) -> int:
                jax.process_count(), jax.device_count(), _WORKDIR.value)
   try:
     result = run_pipeline(config, os.path.expanduser(_WORKDIR.value))
-  except StageMismatchError as e:
+  except (StageMismatchError, WorkdirNotShared) as e:
     print(f"restreact.launch: {e}", file=sys.stderr)
     return 3
   if result.report:

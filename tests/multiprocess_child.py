@@ -1,9 +1,11 @@
 """One process of a multi-process run, for test_multiprocess.py:
-`python multiprocess_child.py TOKENIZER WORKDIR [--coordinator=HOST:PORT --num_processes=N --process_id=I]`.
+`python multiprocess_child.py TOKENIZER WORKDIR [--rollout] [--coordinator=HOST:PORT --num_processes=N
+--process_id=I]`.
 
 The flags, or the RESTREACT_COORDINATOR/NUM_PROCESSES/PROCESS_ID variables, join it to the others. It
 generates greedily and by sampling with the engine, then trains a few steps, on a mesh over every process's
-devices, and prints the results as one JSON line. `run` is also the single-process reference.
+devices, and prints the results as one JSON line. `run` is also the single-process reference. With
+`--rollout` it grows trajectories instead (`rollout_run`), searching a tool that answers after a random delay.
 """
 
 from __future__ import annotations
@@ -58,6 +60,40 @@ def run(tokenizer_path: str | Path, workdir: str | Path, devices=None) -> dict:
           "final_loss": result.final_loss, "steps": result.steps, "checkpoint": str(result.checkpoint)}
 
 
+def rollout_run(workdir: str | Path) -> dict:
+  """Scripted trajectories over the synthetic world into WORKDIR/trajectories.jsonl; each process's view."""
+  import random
+  import time
+
+  import jax
+  from restreact.agent.machine import AgentConfig
+  from restreact.agent.records import Lineage
+  from restreact.agent.rollout import Task, rollout
+  from restreact.agent.samplers import ScriptedSampler
+  from restreact.data import WorldSolver, make_world
+  from restreact.tools import BM25Search, SearchTool
+
+  world = make_world(seed=1)
+  own = Path(workdir) / f"process{jax.process_index()}"  # each process's index, so that either could search
+  bm25 = BM25Search(world.write_corpus(own / "corpus.jsonl"), index_dir=own / "index")
+
+  class Jittery(SearchTool):  # returns in a different order in every process, if it is called there
+    name = "jittery"
+    calls = 0
+
+    def _search(self, query, k):
+      Jittery.calls += 1
+      time.sleep(random.uniform(0.0, 0.02))
+      return bm25.search(query, k)
+
+  tasks = [Task(q.id, q.question, q.answer, s) for q in world.questions("dev")[:8] for s in range(2)]
+  summary = rollout(tasks, ScriptedSampler(WorldSolver(world), delay_polls=1), Jittery(),
+                    AgentConfig(num_candidates=2), Path(workdir) / "trajectories.jsonl",
+                    lineage=Lineage("scripted", 0, "cfg"), max_in_flight=5, tool_workers=4, progress=False)
+  return {"records": [r.to_json() for r in summary.records], "tool_calls": Jittery.calls,
+          "searches": summary.searches, "done": summary.done, "failed": summary.failed}
+
+
 def main():
   import argparse
 
@@ -70,10 +106,11 @@ def main():
   parser.add_argument("--coordinator")  # the flags restreact.launch takes; unset ones come from RESTREACT_*
   parser.add_argument("--num_processes", type=int)
   parser.add_argument("--process_id", type=int)
+  parser.add_argument("--rollout", action="store_true")
   args = parser.parse_args()
   started = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   assert started and jax.process_count() == 2, (started, jax.process_count())
-  out = run(args.tokenizer, args.workdir)
+  out = rollout_run(args.workdir) if args.rollout else run(args.tokenizer, args.workdir)
   out.update(process=jax.process_index(), devices=jax.device_count(), local_devices=jax.local_device_count())
   print(json.dumps(out), flush=True)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import multiprocess_child as child
+from restreact.agent.records import read_records
 from restreact.train import read_metrics
 from restreact.train.checkpoints import CHECKPOINTS
 from train_util import mapping_tokenizer
@@ -36,10 +37,10 @@ def _env() -> dict[str, str]:
           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
 
 
-def _start(tmp_path: Path, tokenizer: Path, workdir: Path) -> list[tuple[subprocess.Popen, Path, Path]]:
+def _start(tmp_path: Path, tokenizer: Path, workdir: Path, *extra: str) -> list[tuple[subprocess.Popen, Path, Path]]:
   """Process 0 joins with flags, process 1 with the RESTREACT_* variables (the two ways launch.py passes them)."""
   coordinator = f"127.0.0.1:{_free_port()}"
-  base = [sys.executable, str(ROOT / "tests" / "multiprocess_child.py"), str(tokenizer), str(workdir)]
+  base = [sys.executable, str(ROOT / "tests" / "multiprocess_child.py"), str(tokenizer), str(workdir), *extra]
   commands = [
       (base + [f"--coordinator={coordinator}", "--num_processes=2", "--process_id=0"], {}),
       (base, {"RESTREACT_COORDINATOR": coordinator, "RESTREACT_NUM_PROCESSES": "2", "RESTREACT_PROCESS_ID": "1"}),
@@ -107,3 +108,16 @@ def test_two_processes_generate_and_train_as_one(tmp_path):
   # One checkpoint directory, written by both processes together.
   assert first["checkpoint"] == second["checkpoint"] == str(tmp_path / "shared" / CHECKPOINTS / "3")
   assert sorted(p.name for p in (tmp_path / "shared" / CHECKPOINTS).iterdir() if p.name.isdigit()) == ["2", "3"]
+
+
+@pytest.mark.slow
+def test_two_processes_roll_out_in_step_and_write_once(tmp_path):
+  """Searches whose return order differs per process: process 0 alone searches, both advance the same
+  trajectories in the same order with the same results, and the file holds each trajectory once."""
+  children = _start(tmp_path, tmp_path / "unused.model", tmp_path / "shared", "--rollout")
+  first, second = _wait(children)
+  assert first["done"] == 16 and first["failed"] == 0 and first["searches"] > 16
+  assert first["tool_calls"] == first["searches"] and second["tool_calls"] == 0
+  assert first["records"] == second["records"]  # same order, same observations, same latencies
+  written = [r.to_json() for r in read_records(tmp_path / "shared" / "trajectories.jsonl")]
+  assert written == first["records"]

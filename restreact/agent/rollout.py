@@ -9,11 +9,14 @@ loop waits for the first search to return.
 Finished trajectories are appended to the output JSONL (fsynced) the moment they end, so on
 SIGTERM or Ctrl-C every finished trajectory is on disk; a rerun skips what the file already holds.
 One trajectory's failure (a prompt too long, a bad model output, a broken tool) ends only that one.
+
+In a multi-process run every process runs this loop in step (the engine is one program over all of
+them), process 0 alone searches (`searches.py`) and writes the file, and what the file held at the
+start is read by process 0 and handed to the others.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import os
@@ -25,8 +28,10 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from restreact import multihost
 from restreact.agent.machine import AgentConfig, SearchRequest, StepRequest, Trajectory
 from restreact.agent.records import Lineage, TrajectoryRecord, append_records, read_records
+from restreact.agent.searches import SearchPool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,15 +59,7 @@ class RolloutSummary:
   search_errors: int = 0
   model_steps: int = 0
   seconds: float = 0.0
-  records: list[TrajectoryRecord] = dataclasses.field(default_factory=list)
-
-
-def _timed_search(tool, query: str, k: int):
-  start = time.perf_counter()
-  try:
-    return tool.search(query, k), None, time.perf_counter() - start
-  except Exception as e:  # any tool failure is an observation for the agent, never a crash of the loop
-    return [], f"{type(e).__name__}: {e}", time.perf_counter() - start
+  records: list[TrajectoryRecord] = dataclasses.field(default_factory=list)  # the tasks' records, skipped ones too
 
 
 @contextlib.contextmanager
@@ -90,14 +87,17 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
     raise ValueError(f"max_in_flight ({max_in_flight}) and tool_workers ({tool_workers}) must be positive")
   if len({t.key for t in tasks}) != len(tasks):
     raise ValueError("tasks must have distinct (question_id, sample) keys")
-  existing = {r.key for r in read_records(out_path)}
+  keys = {t.key for t in tasks}
+  held = multihost.from_writer(lambda: [r.to_json() for r in read_records(out_path) if r.key in keys])
+  summary = RolloutSummary(records=[TrajectoryRecord.from_json(line) for line in held])
+  existing = {r.key for r in summary.records}
   todo = [t for t in tasks if t.key not in existing]
-  summary = RolloutSummary(skipped=len(tasks) - len(todo))
+  summary.skipped = len(tasks) - len(todo)
   start = time.perf_counter()
-  loop = _Loop(sampler, tool, config, out_path, lineage, summary)
-  with _sigterm_as_interrupt(), cf.ThreadPoolExecutor(tool_workers, thread_name_prefix="search") as pool, \
+  loop = _Loop(sampler, config, out_path, lineage, summary)
+  with _sigterm_as_interrupt(), SearchPool(tool, tool_workers) as searches, \
       tqdm(total=len(tasks), initial=summary.skipped, desc="rollout", unit="traj", disable=not progress) as bar:
-    loop.pool, loop.bar = pool, bar
+    loop.searches, loop.bar = searches, bar
     try:
       loop.run(todo, max_in_flight)
     except BaseException:
@@ -111,13 +111,13 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
 class _Loop:
   """The state of one rollout: active machines, outstanding model steps and searches."""
 
-  def __init__(self, sampler, tool, config, out_path, lineage, summary):
-    self.sampler, self.tool, self.config = sampler, tool, config
+  def __init__(self, sampler, config, out_path, lineage, summary):
+    self.sampler, self.config = sampler, config
     self.out_path, self.lineage, self.summary = out_path, lineage, summary
     self.handles: dict = {}  # sampler handle -> (machine, request)
-    self.futures: dict[cf.Future, tuple[Trajectory, SearchRequest]] = {}
     self.active = 0
-    self.pool = self.bar = None
+    self.searches: SearchPool | None = None
+    self.bar = None
 
   def run(self, todo: list[Task], max_in_flight: int) -> None:
     queue = list(reversed(todo))
@@ -128,9 +128,7 @@ class _Loop:
                              reference=task.reference, sample=task.sample)
         self.active += 1
         self._advance(machine)
-      for future in [f for f in self.futures if f.done()]:
-        machine, request = self.futures.pop(future)
-        results, error, latency = future.result()
+      for (machine, request), (results, error, latency) in self.searches.returned():
         self.summary.searches += 1
         self.summary.search_errors += error is not None
         self._guarded(machine, machine.feed_search, request, results, latency, error)
@@ -139,8 +137,8 @@ class _Loop:
           machine, request = self.handles.pop(handle)
           self.summary.model_steps += 1
           self._guarded(machine, machine.feed_candidates, request, candidates)
-      elif self.futures:
-        cf.wait(list(self.futures), return_when=cf.FIRST_COMPLETED)
+      elif self.searches:
+        self.searches.wait()
       elif self.active:
         raise RuntimeError("rollout stalled: active trajectories wait on nothing")
 
@@ -157,7 +155,7 @@ class _Loop:
       if isinstance(request, StepRequest):
         self.handles[self.sampler.submit(request, machine)] = (machine, request)
       elif isinstance(request, SearchRequest):
-        self.futures[self.pool.submit(_timed_search, self.tool, request.query, request.k)] = (machine, request)
+        self.searches.submit((machine, request), request.query, request.k)
     except Exception as e:  # e.g. a prompt longer than the engine's max_len
       machine.fail(f"{type(e).__name__}: {e}")
     if machine.finished:
@@ -165,19 +163,19 @@ class _Loop:
 
   def _finish(self, machine: Trajectory) -> None:
     record = machine.record()
-    append_records(self.out_path, [record])
+    if multihost.is_writer():
+      append_records(self.out_path, [record])
     self.summary.records.append(record)
     self.summary.done += record.status == "done"
     self.summary.failed += record.status == "failed"
     self.active -= 1
     self.bar.update(1)
-    self.bar.set_postfix(done=self.summary.done, failed=self.summary.failed, searching=len(self.futures),
+    self.bar.set_postfix(done=self.summary.done, failed=self.summary.failed, searching=len(self.searches),
                          refresh=False)
 
   def abandon(self) -> None:
-    """On interrupt: withdraw outstanding model steps and queued searches (finished records are on disk)."""
+    """On interrupt: withdraw outstanding model steps (the search pool drops queued searches; finished records
+    are on disk)."""
     for handle in list(self.handles):
       with contextlib.suppress(Exception):
         self.sampler.cancel(handle)
-    for future in self.futures:
-      future.cancel()

@@ -4,6 +4,8 @@ Each run writes its trajectories (`runNN.trajectories.jsonl`, resumable) and the
 (`runNN.grades.jsonl`, written at once when the run is graded), so an interrupted evaluation redoes at
 most one run's unfinished trajectories. `summary.json` holds mean ± std over runs of auto-eval, EM and
 F1; `per_question.md` the per-question table; `for_raters.csv` run 0's answers for human raters.
+In a multi-process run every process rolls out and grades in step; process 0 writes the files and reads
+them back for the others.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from restreact import multihost
 from restreact.agent import AgentConfig
-from restreact.agent.records import Lineage, read_records
+from restreact.agent.records import Lineage
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
@@ -82,8 +85,9 @@ def grade_run(records, questions: dict[str, QuestionRecord], judge: Judge) -> li
                 f1(r.final_answer or "", list(ref)), r.status) for r, v, ref in zip(records, verdicts, refs)]
 
 
-def _read_grades(path: Path) -> list[Grade]:
-  return [Grade(**raw) for _, raw in json_lines(path)]
+def _read_grades(path: Path) -> list[dict] | None:
+  """A finished run's grades as process 0 reads them (None when the run is not graded yet), on every process."""
+  return multihost.from_writer(lambda: [raw for _, raw in json_lines(path)] if path.is_file() else None)
 
 
 def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for_run: Callable[[int], object],
@@ -91,30 +95,35 @@ def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for
              max_in_flight: int = 64, tool_workers: int = 16, progress: bool = True,
              raters_csv: bool = True) -> dict:
   """R runs over `questions` into `directory`; returns (and writes) the summary."""
-  directory.mkdir(parents=True, exist_ok=True)
   by_id = {q.id: q for q in questions}
   tasks = [Task(q.id, q.question, q.answer) for q in questions]
   all_grades = []
   for run in range(runs):
     grades_path = directory / f"run{run:02d}.grades.jsonl"
-    if not grades_path.is_file():
+    graded = _read_grades(grades_path)
+    if graded is None:
       trajectories = directory / f"run{run:02d}.trajectories.jsonl"
       sampler = EngineSampler(engine_for_run(run), agent, seed=seed * 1000 + run)
-      rollout(tasks, sampler, tool, agent, trajectories, lineage=lineage, max_in_flight=max_in_flight,
-              tool_workers=tool_workers, progress=progress)
-      grades = grade_run(read_records(trajectories), by_id, judge)
-      write_atomic(grades_path, "".join(json.dumps(dataclasses.asdict(g), sort_keys=True) + "\n" for g in grades))
-    all_grades.append(_read_grades(grades_path))
+      done = rollout(tasks, sampler, tool, agent, trajectories, lineage=lineage, max_in_flight=max_in_flight,
+                     tool_workers=tool_workers, progress=progress)
+      graded = [dataclasses.asdict(g) for g in grade_run(done.records, by_id, judge)]
+      multihost.from_writer(lambda: write_atomic(grades_path, "".join(json.dumps(g, sort_keys=True) + "\n"
+                                                                      for g in graded)))
+    all_grades.append([Grade(**raw) for raw in graded])
   summary = summarize(all_grades, judge.name)
+  multihost.from_writer(lambda: _write_summary(directory, summary, all_grades, by_id, raters_csv))
+  return summary
+
+
+def _write_summary(directory: Path, summary: dict, all_grades: list[list[Grade]],
+                   by_id: dict[str, QuestionRecord], raters_csv: bool) -> None:
   write_atomic(directory / "summary.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
   auto = aggregate_runs([{g.question_id: g.auto_eval for g in grades} for grades in all_grades])
-  write_atomic(directory / "per_question.md",
-               per_question_table(auto, {q.id: q.question for q in questions}))
+  write_atomic(directory / "per_question.md", per_question_table(auto, {q: r.question for q, r in by_id.items()}))
   if raters_csv:
     rows = [RatedAnswer(g.question_id, by_id[g.question_id].question, by_id[g.question_id].answer, g.answer,
                         g.auto_eval) for g in all_grades[0]]
     export_for_raters(rows, directory / "for_raters.csv", overwrite=True)
-  return summary
 
 
 def summarize(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
@@ -137,9 +146,11 @@ def _score(grade: Grade, metric: str) -> float:
 def dev_score(questions: Sequence[QuestionRecord], *, engine, tool, agent: AgentConfig, judge: Judge, runs: int,
               seed: int, directory: Path, progress: bool = False) -> float:
   """Mean auto-eval accuracy on the dev questions (checkpoint selection); the trajectories are kept."""
-  directory.mkdir(parents=True, exist_ok=True)
-  for old in directory.glob("*.jsonl"):  # each call grades the current weights afresh
-    old.unlink()
+  def clear():  # each call grades the current weights afresh
+    for old in directory.glob("*.jsonl"):
+      old.unlink()
+
+  multihost.from_writer(clear)
   summary = run_eval(directory, questions, engine_for_run=lambda run: engine, tool=tool, agent=agent, judge=judge,
                      runs=runs, seed=seed, lineage=Lineage("dev", -1, agent.fingerprint()), progress=progress,
                      raters_csv=False)

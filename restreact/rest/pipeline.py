@@ -25,10 +25,9 @@ import logging
 import random
 from pathlib import Path
 
-import jax
-
+from restreact import multihost
 from restreact.agent import AgentConfig
-from restreact.agent.records import Lineage, read_records
+from restreact.agent.records import Lineage, TrajectoryRecord, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data import WorldSolver
@@ -99,8 +98,8 @@ class Pipeline:
   def __init__(self, config, workdir: str | Path, *, mesh=None):
     self.config, self.workdir = config, Path(workdir).absolute()
     self.mesh = mesh if mesh is not None else make_mesh()
-    self.stages = Stages(self.workdir, write=jax.process_index() == 0)
-    self.progress = bool(config.progress) and jax.process_index() == 0
+    self.stages = Stages(self.workdir)
+    self.progress = bool(config.progress) and multihost.is_writer()
     self._judge_cache: Judge | None = None
 
   # ---------------------------------------------------------------------------------------------- driver
@@ -108,6 +107,7 @@ class Pipeline:
   def run(self) -> PipelineResult:
     """Every stage of every generation up to config.generation, then the report."""
     c = self.config
+    multihost.check_shared(self.workdir)
     setup = run_setup.run(c, self.stages)
     self.setup_fp, self.env = setup.fingerprint, setup.value
     self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
@@ -118,7 +118,7 @@ class Pipeline:
       self._generation(g)
     self._export()
     report = write_pipeline_report(self.workdir, self.stages.results, progress=self.progress) \
-        if jax.process_index() == 0 else None
+        if multihost.is_writer() else None
     return PipelineResult(dict(self.stages.results), report)
 
   def _generation(self, g: int) -> None:
@@ -148,7 +148,7 @@ class Pipeline:
     mixture = self.stages.run(
         f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
             sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None, token_count=row_tokens,
-            seq_lens=seq_lens)), load=lambda d: json.loads((d / "card.json").read_text()))
+            seq_lens=seq_lens)), load=lambda d: json.loads((d / "card.json").read_text()), writer_only=True)
     self._check_truncation(g, mixture.value)
     for size in trained_sizes(c, g):
       self._train(g, size, mixture)
@@ -216,13 +216,13 @@ class Pipeline:
     generate = self._ranker(g)
 
     def fn(d: Path):
-      records = sorted(read_records(grow.directory / "trajectories.jsonl"), key=lambda r: r.key)
+      records = sorted(_agreed_records(grow.directory / "trajectories.jsonl"), key=lambda r: r.key)
       parts = d / "parts"
-      parts.mkdir(exist_ok=True)
+      finished = set(multihost.from_writer(lambda: sorted(p.name for p in parts.glob("*.jsonl"))))
       chunk = max(1, int(c.rank.chunk))
       for start in range(0, len(records), chunk):  # each chunk is written whole: a rerun skips finished ones
         part = parts / f"{start:07d}.jsonl"
-        if part.is_file():
+        if part.name in finished:
           continue
         steps, keys = [], []
         for record in records[start:start + chunk]:
@@ -231,10 +231,15 @@ class Pipeline:
             keys.append((record.key, index))
         rng = random.Random(f"{c.seed}:{name}:{start}")
         results = rank_steps(steps, generate=generate, rng=rng, few_shot=c.rank.few_shot) if steps else []
-        write_rankings(part, [StepRanking.from_result(k, i, r) for (k, i), r in zip(keys, results)])
-      rankings = [r for part in sorted(parts.glob("*.jsonl")) for r in read_rankings(part).values()]
-      write_rankings(d / "rankings.jsonl", rankings)
-      return dict(steps=len(rankings), fallbacks=sum(r.fallback for r in rankings))
+        rankings = [StepRanking.from_result(k, i, r) for (k, i), r in zip(keys, results)]
+        multihost.from_writer(lambda: write_rankings(part, rankings))
+
+      def merge():
+        rankings = [r for part in sorted(parts.glob("*.jsonl")) for r in read_rankings(part).values()]
+        write_rankings(d / "rankings.jsonl", rankings)
+        return dict(steps=len(rankings), fallbacks=sum(r.fallback for r in rankings))
+
+      return multihost.from_writer(merge)
 
     return self.stages.run(f"{name}/rank", inputs, fn)
 
@@ -286,7 +291,8 @@ class Pipeline:
         return dev_score(self.env.dev, engine=self.store.engine(model, size=size, seed=c.seed), tool=self.env.tool,
                          agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev")
 
-      examples = [Example(e.prompt, e.target) for e in read_mixture(mixture.directory / "mixture.jsonl")]
+      examples = [Example(*e) for e in multihost.from_writer(
+          lambda: [[e.prompt, e.target] for e in read_mixture(mixture.directory / "mixture.jsonl")])]
       result = train(self.store.base(size), self.env.tokenizer, examples, tc, d / "train", mesh=self.mesh,
                      eval_fn=eval_fn if self.env.dev else None, chat=self.store.chat(size))
       best = result.best_checkpoint or result.checkpoint
@@ -295,7 +301,7 @@ class Pipeline:
       out = dict(checkpoint=str(Path(best).relative_to(d)), final_loss=result.final_loss, steps=result.steps,
                  best_dev_score=result.best_score, examples=result.examples, truncated=result.truncated,
                  dropped=result.dropped)
-      write_atomic(d / "result.json", json.dumps(out, indent=1, sort_keys=True) + "\n")
+      multihost.from_writer(lambda: write_atomic(d / "result.json", json.dumps(out, indent=1, sort_keys=True) + "\n"))
       return out
 
     result = self.stages.run(f"{name}/train_{size}", inputs, fn,
@@ -339,8 +345,9 @@ class Pipeline:
     value = {size: str(ref) for size, ref in refs.items()}
 
     def fn(d: Path):
+      exported = multihost.from_writer(lambda: [size for size in refs if (d / size).is_dir()])
       for size, ref in refs.items():
-        if not (d / size).is_dir():
+        if size not in exported:
           export_hf(self.store.load(ref), tokenizer, d / size, chat=self.store.chat(size))
       return value
 
@@ -360,6 +367,12 @@ class _Lazy:
 
   def __call__(self, *args, **kwargs):
     return self.get()(*args, **kwargs)
+
+
+def _agreed_records(path: Path) -> list[TrajectoryRecord]:
+  """The records of a file process 0 wrote, as process 0 reads them, on every process."""
+  lines = multihost.from_writer(lambda: [r.to_json() for r in read_records(path)])
+  return [TrajectoryRecord.from_json(line) for line in lines]
 
 
 def _spec_fp(config, size: str, chat: bool = False) -> str:

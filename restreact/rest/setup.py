@@ -128,4 +128,6 @@ def run(config, stages: Stages) -> StageResult:
   inputs = dict(tokenizer=config.tokenizer, world=config.world.to_dict() if uses_world(config) else None,
                 whole_words=len(CODE_WORDS) if config.tokenizer == "world" else None,
                 tool=config.tool.to_dict(), checkpoint_l=config.models.l.checkpoint)
-  return stages.run("setup", inputs, lambda d: _environment(config, d), load=lambda d: _environment(config, d))
+  # Process 0 alone writes the tokenizer, corpus and index; the others load them.
+  return stages.run("setup", inputs, lambda d: _environment(config, d), load=lambda d: _environment(config, d),
+                    writer_only=True)

@@ -9,6 +9,11 @@ status is `running` from the moment the stage starts and `done` once every outpu
   checkpoint, ranking skips finished chunks);
 - a stage whose folder was made from other inputs is an error that names the inputs that changed,
   instead of silently mixing two experiments in one folder.
+
+In a multi-process run process 0 reads the markers and writes them, and every process follows its word
+(`multihost.agree`), so all of them run or skip the same stages. A stage runs on every process (the
+engine and the trainer are collective) unless it is `writer_only`: then process 0 makes its files and
+the others wait, then load them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from restreact import multihost
 from restreact.rest.jsonl import write_atomic
 
 log = logging.getLogger(__name__)
@@ -64,9 +70,8 @@ def _changed(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
 class Stages:
   """Runs stages under `workdir`, skipping finished ones and resuming interrupted ones."""
 
-  def __init__(self, workdir: str | Path, *, write: bool = True):
+  def __init__(self, workdir: str | Path):
     self.workdir = Path(workdir).absolute()
-    self.write = write  # only one process of a multi-host run writes the markers
     self.results: dict[str, StageResult] = {}
 
   def status(self, name: str) -> dict | None:
@@ -80,12 +85,17 @@ class Stages:
       raise StageMismatchError(f"{path}: unreadable stage marker ({e}); delete the folder to redo the stage") from None
 
   def run(self, name: str, inputs: Mapping[str, Any], fn: Callable[[Path], Any],
-          load: Callable[[Path], Any] | None = None) -> StageResult:
-    """Run `fn(stage_dir)` unless a finished stage with the same inputs is there (then `load(stage_dir)`)."""
+          load: Callable[[Path], Any] | None = None, *, writer_only: bool = False) -> StageResult:
+    """Run `fn(stage_dir)` unless a finished stage with the same inputs is there (then `load(stage_dir)`).
+
+    `writer_only`: in a multi-process run only process 0 calls `fn`; the others `load` what it wrote.
+    """
+    if writer_only and load is None:
+      raise ValueError(f"stage {name!r}: a writer_only stage needs `load` for the other processes")
     directory = self.workdir / name
     inputs = json.loads(json.dumps(inputs, sort_keys=True, default=str))
     fp = fingerprint(inputs)
-    old = self.status(name)
+    old = multihost.from_writer(lambda: self.status(name))
     if old is not None and old.get("fingerprint") != fp:
       changed = ", ".join(_changed(old.get("inputs", {}), inputs)) or "unknown"
       raise StageMismatchError(
@@ -97,17 +107,22 @@ class Stages:
       self.results[name] = result
       return result
     log.info("stage %s: %s", name, "resuming" if old else "starting")
-    directory.mkdir(parents=True, exist_ok=True)
     started = time.time()
     marker = {"name": name, "fingerprint": fp, "inputs": inputs, "started": started,
               "resumed": old is not None}
     self._mark(directory, {**marker, "status": "running"})
-    value = fn(directory)
+    if writer_only:  # the others wait for process 0's word (its error included), then load what it wrote
+      made = []
+      multihost.from_writer(lambda: made.append(fn(directory)))
+      value = made[0] if made else load(directory)
+    else:
+      value = fn(directory)
     self._mark(directory, {**marker, "status": "done", "seconds": round(time.time() - started, 3)})
     result = StageResult(name, directory, fp, False, value)
     self.results[name] = result
     return result
 
   def _mark(self, directory: Path, marker: dict) -> None:
-    if self.write:
+    if multihost.is_writer():
+      directory.mkdir(parents=True, exist_ok=True)
       write_atomic(directory / STAGE_FILE, json.dumps(marker, indent=1, sort_keys=True) + "\n")
