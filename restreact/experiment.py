@@ -67,7 +67,11 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
       dev=dict(name="bamboogle", path="", limit=0, options={}),
       test=dict(name="bamtwoogle", path="", limit=0, options={}),
   ))
-  c.tool = ml_collections.ConfigDict(dict(kind="wikipedia", corpus="", url="", timeout=10.0, cache=True))
+  # timeout: seconds per socket read; deadline: seconds per search, retries included (the rollout gives up on a
+  # call 5 s after it, whatever the backend); max_failure_rate: the share of a stage's searches that may fail
+  # before the stage stops (its trajectories would teach a broken tool).
+  c.tool = ml_collections.ConfigDict(dict(kind="wikipedia", corpus="", url="", timeout=10.0, deadline=30.0,
+                                          max_failure_rate=0.5, cache=True))
 
   c.agent = ml_collections.ConfigDict(dict(temperature=0.5, max_new_tokens=256, top_k_results=3, max_searches=10,
                                            max_model_steps=40))

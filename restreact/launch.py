@@ -136,6 +136,7 @@ def main(argv) -> int:
   import jax
 
   from restreact.multihost import WorkdirNotShared
+  from restreact.rest.lock import WorkdirLocked
   from restreact.rest.pipeline import run_pipeline
   from restreact.rest.stages import StageMismatchError
   _logging()
@@ -149,7 +150,7 @@ def main(argv) -> int:
                jax.process_count(), jax.device_count(), _WORKDIR.value)
   try:
     result = run_pipeline(config, os.path.expanduser(_WORKDIR.value))
-  except (StageMismatchError, WorkdirNotShared) as e:
+  except (StageMismatchError, WorkdirNotShared, WorkdirLocked) as e:
     print(f"restreact.launch: {e}", file=sys.stderr)
     return 3
   if result.report:

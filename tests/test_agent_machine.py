@@ -123,7 +123,7 @@ def test_tool_failure_is_an_observation_and_the_agent_searches_again(tmp_path):
   note = record.steps[2]
   assert isinstance(note, MachineStep) and note.reason == "search error"
   second_decision = record.model_steps()[1]
-  assert "The search failed: SearchError: backend unavailable" in second_decision.input
+  assert "The search failed." in second_decision.input and "backend unavailable" not in second_decision.input
   assert "REMAINING_SEARCHES: int = 9" in second_decision.input  # a failed search still spends budget
   assert record.steps[4].results[0].link_id == 1  # ids start at 1 again only because none was handed out
 
@@ -197,6 +197,12 @@ def test_reading_records_tolerates_a_torn_last_line_only(tmp_path):
   with open(path, "a") as f:
     f.write(_sample_record().to_json()[:50])  # a crash mid-write
   assert len(list(read_records(path))) == 1
+  # the next append cuts the torn line first instead of gluing onto it: nothing lost, the file stays readable
+  append_records(path, [dataclasses.replace(_sample_record(), sample=5)])
+  assert [r.sample for r in read_records(path)] == [2, 5]
+  path.write_text(_sample_record().to_json()[:70])  # a file that is one torn line
+  append_records(path, [_sample_record()])
+  assert list(read_records(path)) == [_sample_record()]
   path.write_text("{not json}\n" + _sample_record().to_json() + "\n")
   with pytest.raises(ValueError, match="r.jsonl:1"):
     list(read_records(path))
@@ -206,3 +212,10 @@ def test_records_of_another_schema_version_are_refused():
   line = _sample_record().to_json().replace('"schema_version": 1', '"schema_version": 99')
   with pytest.raises(ValueError, match="schema version 99"):
     TrajectoryRecord.from_json(line)
+
+
+def test_a_record_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+  path = tmp_path / "r.jsonl"
+  path.write_bytes(_sample_record().to_json().encode() + b"\n\xff\xfe broken\n")
+  with pytest.raises(ValueError, match=r"r.jsonl:2: not UTF-8"):
+    list(read_records(path))

@@ -98,6 +98,14 @@ def test_export_import_and_agreement(tmp_path):
   assert "auto_eval" not in blind.read_text().splitlines()[0]
 
 
+def test_answers_a_spreadsheet_would_run_are_quoted(tmp_path):
+  formulas = ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx"]
+  rows = [RatedAnswer(f"f{i}", "q", "r", a, True) for i, a in enumerate(formulas)] + [RatedAnswer("ok", "q", "r", "1-2", False)]
+  with open(export_for_raters(rows, tmp_path / "a.csv"), newline="", encoding="utf-8") as f:
+    answers = [row["answer"] for row in csv.DictReader(f)]
+  assert answers == ["'" + a for a in formulas] + ["1-2"]
+
+
 def test_agreement_on_numeric_ratings_and_constant_input():
   auto = {"sys1": 0.447, "sys2": 0.544, "sys3": 0.659, "sys4": 0.703}
   human = {"sys1": 0.40, "sys2": 0.58, "sys3": 0.62, "sys4": 0.75}

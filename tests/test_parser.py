@@ -77,6 +77,8 @@ def test_mutated_outputs_parse_or_raise_parse_error(action, data):
     ("ACTION_SELECTED = Terminate(thoughts='')\nimport os", "exactly one statement"),
     ("ACTION_SELECTED = Search(thoughts='', query='x'", "not valid Python"),
     ("Search(thoughts='', query='x')", "no 'ACTION_SELECTED"),
+    ("ACTION_SELECTED = Search(thoughts='', query='\\ud800')", "not valid Unicode"),  # a lone surrogate: no
+    ("ACTION_SELECTED = Search(thoughts='\ud800', query='x')", "not valid Unicode"),    # JSONL write could hold it
 ])
 def test_bad_outputs(text, message):
   with pytest.raises(ParseError, match=message):

@@ -1,10 +1,11 @@
 """The ReST loop end to end through `python -m restreact.launch` (the `quick` demo: tiny random models,
 synthetic world): two generations of grow -> rank -> mixture -> improve -> eval, the delivered model exported
-for transformers, a rerun that skips everything, and a run killed mid-stage that, rerun, ends with the same
-outputs and no duplicates."""
+for transformers, a rerun that skips everything, and a run SIGKILLed five times (mid-training, then at four
+random moments) that, rerun, ends with the same outputs and no duplicates."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -171,6 +172,17 @@ def test_killed_mid_stage_resumes_to_the_same_outputs(finished, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
   assert stage(workdir, "gen1/train_l")["status"] == "running"
+  # then SIGKILL at random moments of each relaunch (seeded, printed on failure), mid-write included
+  rng, moments = random.Random(16), []
+  for _ in range(4):
+    moments.append(round(rng.uniform(3.0, 25.0), 1))
+    proc = launch(workdir, wait=False)
+    try:
+      proc.wait(timeout=moments[-1])
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
   rerun = launch(workdir)
-  assert "stage gen1/train_l: resuming" in rerun.stderr and "stage gen1/grow: done earlier" in rerun.stderr
-  assert outputs(workdir) == outputs(finished)
+  assert "done earlier" in rerun.stderr and "stage setup: done earlier" in rerun.stderr
+  assert outputs(workdir) == outputs(finished), f"killed at {moments} s after each relaunch"
+  assert not (workdir / "LOCK").exists()  # the last launch released it; the killed ones' were taken over

@@ -165,3 +165,22 @@ def test_real_engine_drives_the_loop_and_records_its_logprobs(tmp_path):
                   tmp_path / "u.jsonl", lineage=LINEAGE, progress=False)
   assert [r.model_steps()[0].candidates for r in again.records] == \
       [records[r.question_id].model_steps()[0].candidates for r in again.records]  # seeds fix the samples
+
+
+def test_a_sigterm_handler_already_installed_is_kept(world_and_tool, tmp_path):
+  """Inside training (the dev eval) the trainer's handler must see SIGTERM, to save before stopping."""
+  world, bm25 = world_and_tool
+  solver, seen = WorldSolver(world), []
+
+  def policy(machine, request):
+    if not seen:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return solver(machine, request)
+
+  previous = signal.signal(signal.SIGTERM, lambda *_: seen.append("trainer"))
+  try:
+    summary = rollout(_tasks(world)[:3], ScriptedSampler(policy), bm25, AgentConfig(num_candidates=1),
+                      tmp_path / "t.jsonl", lineage=LINEAGE, progress=False)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert seen == ["trainer"] and summary.done == 3  # the rollout ran to its end; the trainer then saves

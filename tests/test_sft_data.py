@@ -84,8 +84,9 @@ def test_rankings_round_trip_and_reject_bad_lines(tmp_path):
   good = (tmp_path / "r.jsonl").read_text().splitlines()[0]
   for bad, message in (("{", "not JSON"), ('{"step": 1}', "missing fields"), (good.replace('"ok"', '"x"')
                        .replace('"partial"', '"great"'), "status"), (good.replace('"step": 3', '"step": -1'), "step"),
-                       (good, "second ranking")):
-    (tmp_path / "bad.jsonl").write_text(good + "\n\n" + bad + "\n")
+                       (good, "second ranking"), ("[1, 2]", "expected a JSON object"),
+                       ("\udcff", "not UTF-8")):
+    (tmp_path / "bad.jsonl").write_bytes((good + "\n\n" + bad + "\n").encode("utf-8", "surrogateescape"))
     with pytest.raises(ValueError, match=f"bad.jsonl:3: .*{message}"):
       read_rankings(tmp_path / "bad.jsonl")
   with pytest.raises(FileNotFoundError, match="nope.jsonl"):

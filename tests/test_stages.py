@@ -37,3 +37,29 @@ def test_skip_resume_and_refuse(tmp_path):
   (tmp_path / "gen1/rank" / STAGE_FILE).write_text("{torn")
   with pytest.raises(StageMismatchError, match="unreadable stage marker"):
     Stages(tmp_path).run("gen1/rank", {"x": 1}, work)
+
+
+def test_one_launch_per_workdir(tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+
+  from restreact.rest.lock import LOCK_FILE, WorkdirLocked, workdir_lock
+  with workdir_lock(tmp_path) as path:
+    assert path == tmp_path / LOCK_FILE and json.loads(path.read_text())["pid"] == os.getpid()
+    with pytest.raises(WorkdirLocked, match=f"pid {os.getpid()} on .* delete"):
+      with workdir_lock(tmp_path):
+        pass
+  assert not (tmp_path / LOCK_FILE).exists()  # released on exit
+  # a lock left by a process that died (SIGKILL leaves it behind) is taken over
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  (tmp_path / LOCK_FILE).write_text(json.dumps({"host": __import__("socket").gethostname(),
+                                                "pid": int(dead.stdout), "started": "earlier"}))
+  with workdir_lock(tmp_path) as path:
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+  # one held from another host cannot be checked from here: refused, naming it
+  (tmp_path / LOCK_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "earlier"}))
+  with pytest.raises(WorkdirLocked, match="pid 1 on elsewhere"):
+    with workdir_lock(tmp_path):
+      pass

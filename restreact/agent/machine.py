@@ -138,7 +138,8 @@ class Trajectory:
     self.steps.append(ToolStep(request.query, request.k, tuple(items), float(latency_s), error))
     self.pending_query = None
     if error is not None or not items:
-      reason = f"The search failed: {error}" if error is not None else "The search returned no results."
+      # The model (and so every SFT prompt) sees only that it failed: errors may name servers, never to be learnt.
+      reason = "The search failed." if error is not None else "The search returned no results."
       note = SelectLink(comments=reason, selected_link_ids=(), grounded_summarization="")
       self.steps.append(MachineStep("summarize", note, "search error" if error is not None else "no results"))
       self.state.past_actions.append(note)

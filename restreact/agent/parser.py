@@ -28,6 +28,7 @@ def _statement_text(text: str) -> str:
     raise ParseError(f"candidate of {len(text)} characters is longer than {MAX_CHARS}")
   if "\x00" in text:
     raise ParseError("candidate contains a NUL character")
+  _check_unicode(text, "candidate")
   head = text.split(END_MARKER, 1)[0]
   start = head.find("ACTION_SELECTED")
   if start < 0:
@@ -35,8 +36,18 @@ def _statement_text(text: str) -> str:
   return head[start:].strip()
 
 
+def _check_unicode(text: str, where: str) -> None:
+  """Text that UTF-8 cannot encode (a lone surrogate such as '\\ud800') would fail every later write of it."""
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise ParseError(f"{where}: not valid Unicode text ({e.reason} at {e.start})") from None
+
+
 def _literal(node: ast.AST, where: str):
   if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, bool)) and node.value is not None:
+    if isinstance(node.value, str):
+      _check_unicode(node.value, where)
     return node.value
   if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
       and type(node.operand.value) is int:

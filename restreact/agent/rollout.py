@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from restreact import multihost
 from restreact.agent.machine import AgentConfig, SearchRequest, StepRequest, Trajectory
-from restreact.agent.records import Lineage, TrajectoryRecord, append_records, read_records
+from restreact.agent.records import Lineage, ToolStep, TrajectoryRecord, append_records, read_records
 from restreact.agent.searches import SearchPool
 
 
@@ -46,6 +46,13 @@ class Task:
   @property
   def key(self) -> str:
     return f"{self.question_id}#{self.sample}"
+
+
+class SearchOutage(RuntimeError):
+  """Too many of a rollout's searches failed: its trajectories would teach the agent a broken tool."""
+
+
+MIN_SEARCHES_FOR_OUTAGE = 8  # fewer searches than this are too few to call an outage before the rollout ends
 
 
 @dataclasses.dataclass
@@ -64,8 +71,10 @@ class RolloutSummary:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-  """Let SIGTERM unwind like Ctrl-C (only the main thread may install handlers)."""
-  if threading.current_thread() is not threading.main_thread():
+  """Let SIGTERM unwind like Ctrl-C (only the main thread may install handlers), unless a handler is already
+  installed: the trainer's, during the dev eval, which saves a checkpoint once the eval returns."""
+  if threading.current_thread() is not threading.main_thread() or \
+      signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
     yield
     return
 
@@ -80,9 +89,13 @@ def _sigterm_as_interrupt():
 
 
 def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path: str | os.PathLike, *,
-            lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16,
-            progress: bool = True) -> RolloutSummary:
-  """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds."""
+            lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16, search_deadline: float | None = 60.0,
+            max_failure_rate: float | None = None, progress: bool = True) -> RolloutSummary:
+  """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds.
+
+  A search not answered within `search_deadline` seconds fails its step (an observation, as any tool error).
+  When more than `max_failure_rate` of the searches in the file's trajectories fail (counted as they return,
+  once there are a few, and over the whole file at the start and the end), SearchOutage stops the rollout."""
   if max_in_flight < 1 or tool_workers < 1:
     raise ValueError(f"max_in_flight ({max_in_flight}) and tool_workers ({tool_workers}) must be positive")
   if len({t.key for t in tasks}) != len(tasks):
@@ -94,8 +107,9 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
   todo = [t for t in tasks if t.key not in existing]
   summary.skipped = len(tasks) - len(todo)
   start = time.perf_counter()
-  loop = _Loop(sampler, config, out_path, lineage, summary)
-  with _sigterm_as_interrupt(), SearchPool(tool, tool_workers) as searches, \
+  loop = _Loop(sampler, config, out_path, lineage, summary, max_failure_rate)
+  loop.check_outage(final=True)  # a file grown through an outage stays refused until it is deleted
+  with _sigterm_as_interrupt(), SearchPool(tool, tool_workers, deadline=search_deadline) as searches, \
       tqdm(total=len(tasks), initial=summary.skipped, desc="rollout", unit="traj", disable=not progress) as bar:
     loop.searches, loop.bar = searches, bar
     try:
@@ -105,15 +119,21 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
       raise
     finally:
       summary.seconds = time.perf_counter() - start
+  loop.check_outage(final=True)
   return summary
 
 
 class _Loop:
   """The state of one rollout: active machines, outstanding model steps and searches."""
 
-  def __init__(self, sampler, config, out_path, lineage, summary):
+  def __init__(self, sampler, config, out_path, lineage, summary, max_failure_rate):
     self.sampler, self.config = sampler, config
     self.out_path, self.lineage, self.summary = out_path, lineage, summary
+    self.max_failure_rate = max_failure_rate
+    tool_steps = [s for r in summary.records for s in r.steps if isinstance(s, ToolStep)]
+    self.searched = len(tool_steps)  # searches in the file's trajectories and this run's, and how many failed
+    self.search_failed = sum(s.error is not None for s in tool_steps)
+    self.first_errors = list(dict.fromkeys(s.error for s in tool_steps if s.error is not None))[:3]
     self.handles: dict = {}  # sampler handle -> (machine, request)
     self.active = 0
     self.searches: SearchPool | None = None
@@ -131,7 +151,13 @@ class _Loop:
       for (machine, request), (results, error, latency) in self.searches.returned():
         self.summary.searches += 1
         self.summary.search_errors += error is not None
+        self.searched += 1
+        if error is not None:
+          self.search_failed += 1
+          if len(self.first_errors) < 3 and error not in self.first_errors:
+            self.first_errors.append(error)
         self._guarded(machine, machine.feed_search, request, results, latency, error)
+      self.check_outage(final=False)
       if self.sampler.busy:
         for handle, candidates in self.sampler.poll():
           machine, request = self.handles.pop(handle)
@@ -141,6 +167,17 @@ class _Loop:
         self.searches.wait()
       elif self.active:
         raise RuntimeError("rollout stalled: active trajectories wait on nothing")
+
+  def check_outage(self, *, final: bool) -> None:
+    """SearchOutage when the share of failed searches is over the limit (mid-run: once there are a few)."""
+    if self.max_failure_rate is None or not self.searched or (not final and self.searched < MIN_SEARCHES_FOR_OUTAGE):
+      return
+    if self.search_failed / self.searched > self.max_failure_rate:
+      raise SearchOutage(
+          f"{self.search_failed} of {self.searched} searches failed ({self.search_failed / self.searched:.0%}, more "
+          f"than the {self.max_failure_rate:.0%} allowed by config.tool.max_failure_rate); first errors: "
+          f"{'; '.join(self.first_errors)}. Fix the search tool, then delete {self.out_path} (its trajectories saw "
+          f"the outage and must not become training data) and rerun.")
 
   def _guarded(self, machine: Trajectory, feed, *args) -> None:
     try:
@@ -163,6 +200,11 @@ class _Loop:
 
   def _finish(self, machine: Trajectory) -> None:
     record = machine.record()
+    try:
+      record.to_json().encode("utf-8")
+    except Exception as e:  # text no file can hold (the parser rejects lone surrogates; this is the last guard)
+      record = dataclasses.replace(record, steps=(), final_answer=None, status="failed",
+                                   error=f"the record could not be written: {type(e).__name__}: {e}")
     if multihost.is_writer():
       append_records(self.out_path, [record])
     self.summary.records.append(record)

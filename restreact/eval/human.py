@@ -58,8 +58,15 @@ def export_for_raters(rows: Sequence[RatedAnswer], path: str | os.PathLike, *, b
     writer.writeheader()
     for row in rows:
       record = dataclasses.asdict(row) | {"auto_eval": int(row.auto_eval), "rating": ""}
-      writer.writerow({c: record[c] for c in columns})
+      writer.writerow({c: _safe_cell(record[c]) for c in columns})
   return path
+
+
+def _safe_cell(value):
+  """Text a spreadsheet would run as a formula (model answers are untrusted) is quoted with a leading '."""
+  if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    return "'" + value
+  return value
 
 
 def _rating(text: str, where: str, column: str) -> float:

@@ -142,13 +142,14 @@ def _check_data(config, problems: list[str]) -> None:
 
 
 def _number(problems: list[str], option: str, value, *, low: float, integer: bool = True,
-            low_open: bool = False) -> None:
-  """Append a problem unless `value` is a number (an int if `integer`) at least `low` (above it if `low_open`)."""
+            low_open: bool = False, high: float | None = None) -> None:
+  """Append a problem unless `value` is a number (an int if `integer`) at least `low` (above it if `low_open`)
+  and at most `high`."""
   kind = int if integer else (int, float)
   ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-  ok = ok and (value > low if low_open else value >= low)
+  ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
   if not ok:
-    bound = f"{'above' if low_open else 'at least'} {low:g}"
+    bound = f"{'above' if low_open else 'at least'} {low:g}" + ("" if high is None else f" and at most {high:g}")
     problems.append(f"config.{option}={value!r}: must be {'an integer' if integer else 'a number'} {bound}")
 
 
@@ -165,6 +166,8 @@ def _check_numbers(config, problems: list[str]) -> None:
   for i, n in enumerate(config.grow.samples):
     _number(problems, f"grow.samples[{i}]", n, low=1)
   _number(problems, "tool.timeout", config.tool.timeout, low=0, integer=False, low_open=True)
+  _number(problems, "tool.deadline", config.tool.deadline, low=0, integer=False, low_open=True)
+  _number(problems, "tool.max_failure_rate", config.tool.max_failure_rate, low=0, high=1, integer=False)
   _number(problems, "rank.max_new_tokens", config.rank.max_new_tokens, low=1)
   _number(problems, "rank.chunk", config.rank.chunk, low=1)
   _number(problems, "mixture.size", config.mixture.size, low=0)

@@ -29,7 +29,7 @@ def json_lines(path: Path) -> Iterable[tuple[int, dict]]:
   """(line number, object) for each non-blank line; ValueError names the file and line."""
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
-  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+  for number, line in enumerate(read_lines(path), 1):
     if not line.strip():
       continue
     try:
@@ -39,6 +39,16 @@ def json_lines(path: Path) -> Iterable[tuple[int, dict]]:
     if not isinstance(raw, dict):
       raise ValueError(f"{path}:{number}: expected a JSON object, got {type(raw).__name__}")
     yield number, raw
+
+
+def read_lines(path: Path) -> list[str]:
+  """The file's lines as text; a byte sequence that is not UTF-8 is a ValueError naming the file and line."""
+  raw = Path(path).read_bytes()
+  try:
+    return raw.decode("utf-8").split("\n")
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b"\n") + 1
+    raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
 
 
 def check_fields(cls, raw: dict, where: str) -> dict:

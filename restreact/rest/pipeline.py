@@ -15,10 +15,12 @@ Layout under the work directory (each folder is a stage, see `stages.py`):
                  /eval_<size>/  runNN.trajectories.jsonl, runNN.grades.jsonl, summary.json, per_question.md
   export/<size>/                the delivered model (config.size, last generation) as a Hugging Face folder
   report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L)
+  LOCK                          while a launch runs: its host and pid (a second launch is refused)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +38,7 @@ from restreact.models.export import export_hf
 from restreact.rest import setup as run_setup
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
 from restreact.rest.jsonl import write_atomic
+from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
 from restreact.rest import stand_in_ranker
 from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
@@ -105,9 +108,14 @@ class Pipeline:
   # ---------------------------------------------------------------------------------------------- driver
 
   def run(self) -> PipelineResult:
-    """Every stage of every generation up to config.generation, then the report."""
-    c = self.config
+    """Every stage of every generation up to config.generation, then the report; one launch per work directory."""
     multihost.check_shared(self.workdir)
+    with contextlib.ExitStack() as held:
+      multihost.from_writer(lambda: held.enter_context(workdir_lock(self.workdir)) and None)
+      return self._run()
+
+  def _run(self) -> PipelineResult:
+    c = self.config
     setup = run_setup.run(c, self.stages)
     self.setup_fp, self.env = setup.fingerprint, setup.value
     self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
@@ -182,10 +190,16 @@ class Pipeline:
       seed = c.seed * 1000 + 10 * g
       summary = rollout(tasks, make_sampler(seed), self.env.tool, agent, d / "trajectories.jsonl",
                         lineage=Lineage(policy, g, agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
-                        tool_workers=c.engine.tool_workers, progress=self.progress)
-      return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped)
+                        tool_workers=c.engine.tool_workers, **self._search_limits(), progress=self.progress)
+      return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped, searches=summary.searches,
+                  search_errors=summary.search_errors)
 
     return self.stages.run(f"{name}/grow", inputs, fn)
+
+  def _search_limits(self) -> dict:
+    """The rollout's search deadline (the tool's own, plus slack for it to report first) and outage threshold."""
+    return dict(search_deadline=float(self.config.tool.deadline) + 5.0,
+                max_failure_rate=float(self.config.tool.max_failure_rate))
 
   # ---------------------------------------------------------------------------------------------- rank
 
@@ -289,7 +303,8 @@ class Pipeline:
     def fn(d: Path):
       def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
         return dev_score(self.env.dev, engine=self.store.engine(model, size=size, seed=c.seed), tool=self.env.tool,
-                         agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev")
+                         agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev",
+                         **self._search_limits())
 
       examples = [Example(*e) for e in multihost.from_writer(
           lambda: [[e.prompt, e.target] for e in read_mixture(mixture.directory / "mixture.jsonl")])]
@@ -326,7 +341,7 @@ class Pipeline:
                            judge=judge, runs=int(c.eval.runs), seed=c.seed + 1, lineage=Lineage(str(ref), g,
                            agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
                            tool_workers=c.engine.tool_workers, progress=self.progress,
-                           raters_csv=bool(c.eval.raters_csv)),
+                           raters_csv=bool(c.eval.raters_csv), **self._search_limits()),
         load=lambda d: json.loads((d / "summary.json").read_text()))
 
   # ---------------------------------------------------------------------------------------------- export

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from restreact.agent.records import ToolStep, read_records
 from restreact.eval import format_mean_std, write_report
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.model_store import GENERATIONS
@@ -78,7 +79,7 @@ def _data_table(workdir: Path) -> list[str]:
   lines = ["| generation | new trajectories | kept | dropped (failed, ungrounded, unsupported) | ranked steps | "
            "fallbacks | "
            "targets changed by the ranking | not ranked (one candidate, or no ranker) | examples in mixture | "
-           "truncated |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+           "truncated | failed searches |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
   for g in GENERATIONS:
     card_path = workdir / g / "mixture" / "card.json"
     if not card_path.is_file():
@@ -94,8 +95,15 @@ def _data_table(workdir: Path) -> list[str]:
     lines.append(f"| {ROW[g]} | {new} | {own['trajectories_used']} | {dropped.get('failed', 0)}, "
                  f"{dropped.get('ungrounded', 0)}, {dropped.get('unsupported', 0)} | {ranked} | {own['fallbacks']} | "
                  f"{own.get('retargeted', 0)} | "
-                 f"{statuses.get('skipped', 0) + statuses.get('perplexity', 0)} | {card['examples']} | {truncated} |")
+                 f"{statuses.get('skipped', 0) + statuses.get('perplexity', 0)} | {card['examples']} | {truncated} | "
+                 f"{_failed_searches(workdir / g / 'grow' / 'trajectories.jsonl')} |")
   return lines if len(lines) > 2 else []
+
+
+def _failed_searches(path: Path) -> str:
+  """`failed of all` searches in a grow stage's trajectories."""
+  steps = [s for r in read_records(path) for s in r.steps if isinstance(s, ToolStep)]
+  return f"{sum(s.error is not None for s in steps)} of {len(steps)}"
 
 
 def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = True) -> tuple[Path, Path] | None:

@@ -10,6 +10,7 @@ and identifier of the action language kept whole, and indexes the world. `config
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 from restreact.agent.actions import CODE_WORDS
@@ -96,9 +97,9 @@ def _tool(config, d: Path, world: World | None) -> SearchTool:
       world.write_corpus(corpus)
     return BM25Search(corpus, index_dir=d / "bm25_index")  # deterministic and local: nothing to cache
   if t.kind == "retrieval_server":
-    tool = RetrievalServerSearch(t.url, timeout=t.timeout)
+    tool = RetrievalServerSearch(t.url, timeout=t.timeout, deadline=t.deadline)
   elif t.kind == "wikipedia":
-    tool = WikipediaSearch(timeout=t.timeout)
+    tool = WikipediaSearch(timeout=t.timeout, deadline=t.deadline)
   else:
     raise ValueError(f"config.tool.kind={t.kind!r}; choose one of {TOOL_KINDS}")
   return CachedSearch(tool, d / "search_cache.sqlite") if t.cache else tool
@@ -123,11 +124,21 @@ def _environment(config, d: Path) -> Environment:
   return Environment(tokenizer, world, tool, pilot, train, dev, evaluated)
 
 
+def _sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(1 << 20):
+      digest.update(block)
+  return digest.hexdigest()
+
+
 def run(config, stages: Stages) -> StageResult:
   """The setup stage (skipped when done; the environment is rebuilt from its files either way)."""
   inputs = dict(tokenizer=config.tokenizer, world=config.world.to_dict() if uses_world(config) else None,
                 whole_words=len(CODE_WORDS) if config.tokenizer == "world" else None,
                 tool=config.tool.to_dict(), checkpoint_l=config.models.l.checkpoint)
+  if config.tool.kind == "bm25" and config.tool.corpus != "world":  # a corpus edited in place changes every search
+    inputs["corpus_sha256"] = _sha256(Path(config.tool.corpus))
   # Process 0 alone writes the tokenizer, corpus and index; the others load them.
   return stages.run("setup", inputs, lambda d: _environment(config, d), load=lambda d: _environment(config, d),
                     writer_only=True)

@@ -52,7 +52,17 @@ class SearchTool(abc.ABC):
       _check_query(query)
     if k < 1:
       raise SearchError(f"k must be at least 1, got {k}")
-    return self._search_many(list(queries), k)
+    try:
+      answers = self._search_many(list(queries), k)
+    except SearchError:
+      raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:  # a malformed answer
+      raise SearchError(f"{self.name}: unusable answer ({type(e).__name__}: {str(e)[:200]})") from e
+    for results in answers:
+      for r in results:
+        if not (isinstance(r, SearchResult) and isinstance(r.link_text, str) and isinstance(r.snippet, str)):
+          raise SearchError(f"{self.name}: a result that is not text: {str(r)[:200]!r}")
+    return answers
 
   def _search_many(self, queries: list[str], k: int) -> list[list[SearchResult]]:
     return [self._search(q, k) for q in queries]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ def _bm25s():
   import bm25s
   return bm25s
 DEFAULT_CACHE = Path(os.environ.get("RESTREACT_CACHE", Path.home() / ".cache" / "restreact"))
+CORPUS_STAMP = "corpus.sha256"
 
 
 def read_corpus(path: str | os.PathLike) -> list[dict]:
@@ -57,15 +59,23 @@ class BM25Search(SearchTool):
     self.index_dir = Path(index_dir) if index_dir else DEFAULT_CACHE / "bm25" / f"{self.fingerprint}-stem"
     self.snippet_chars = snippet_chars
     self.built = False
-    if (self.index_dir / "params.index.json").exists():
+    stamp = self.index_dir / CORPUS_STAMP  # the index is of this corpus content, not of an older one at this path
+    if (self.index_dir / "params.index.json").exists() and stamp.is_file() and \
+        stamp.read_text().strip() == self.fingerprint:
       self.retriever = _bm25s().BM25.load(str(self.index_dir), show_progress=False)
     else:
+      if self.index_dir.exists():
+        log.warning("%s: the index is not of %s as it is now (edited in place?); rebuilding it", self.index_dir,
+                    self.corpus_path)
       log.info("building the BM25 index of %s (%d documents)", self.corpus_path, len(self.docs))
       self.retriever = _bm25s().BM25()
       self.retriever.index(self._tokenize([f"{d['title']} {d['text']}" for d in self.docs]), show_progress=False)
       tmp = self.index_dir.with_name(self.index_dir.name + ".tmp")
+      shutil.rmtree(tmp, ignore_errors=True)
       self.retriever.save(str(tmp), show_progress=False)
-      tmp.replace(self.index_dir) if not self.index_dir.exists() else None
+      (tmp / CORPUS_STAMP).write_text(self.fingerprint + "\n")
+      shutil.rmtree(self.index_dir, ignore_errors=True)
+      tmp.replace(self.index_dir)
       self.built = True
 
   _stemmer = Stemmer.Stemmer("english")

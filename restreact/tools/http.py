@@ -1,60 +1,100 @@
-"""HTTP for the remote backends: timeouts, bounded retries with backoff, and a cap on response size."""
+"""HTTP for the remote backends: a wall-clock deadline per call, bounded retries with jittered backoff that
+honours Retry-After, and a cap on response size. Every failure is a SearchError.
+
+A per-read socket timeout alone does not bound a call: a server that drips a byte at a time never trips it.
+So the body is read as it arrives (`read1`) against the call's deadline, and retries and their waits must
+fit in what is left of it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 
 import requests
+import urllib3
+from urllib3.util.retry import Retry
 
 from restreact.tools.base import SearchError
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 60.0  # a server asking for a longer pause is treated as down
 
 
 def request_json(session: requests.Session, method: str, url: str, *, timeout: float, max_bytes: int,
-                 retries: int, backoff: float, **kwargs):
-  """The decoded JSON body of a request, retrying timeouts, connection errors and 429/5xx with backoff.
+                 retries: int, backoff: float, deadline: float | None = None, **kwargs):
+  """The decoded JSON body of a request, retrying timeouts, broken connections and 429/5xx.
 
-  Raises SearchError naming the URL (never headers, which may carry keys) once retries run out, or at
-  once for other 4xx answers, bodies over `max_bytes`, and invalid JSON.
+  `timeout` bounds each socket read, `deadline` (seconds; default (retries + 1) x timeout) the whole call,
+  waits included. Waits are "full jitter" (uniform in [0, backoff x 2^attempt]) unless the server sends
+  Retry-After. Raises SearchError naming the URL (never headers, which may carry keys) once retries or time
+  run out, or at once for other 4xx answers, bodies over `max_bytes`, and bodies that are not JSON.
   """
-  last = "no attempt"
+  deadline = (retries + 1) * timeout if deadline is None else deadline
+  end = time.monotonic() + deadline
+  last, wait, attempts = "no attempt", 0.0, 0
   for attempt in range(retries + 1):
     if attempt:
-      time.sleep(backoff * 2 ** (attempt - 1))
+      wait = wait or random.uniform(0.0, backoff * 2 ** (attempt - 1))
+      if time.monotonic() + wait >= end:
+        break
+      time.sleep(wait)
+    wait, attempts = 0.0, attempt + 1
+    left = end - time.monotonic()
     try:
-      with session.request(method, url, timeout=timeout, stream=True, **kwargs) as response:
+      with session.request(method, url, timeout=min(timeout, left), stream=True, **kwargs) as response:
         if response.status_code in RETRY_STATUS:
           last = f"HTTP {response.status_code}"
+          wait = _retry_after(response.headers.get("Retry-After"))
           continue
         if response.status_code >= 400:
           raise SearchError(f"{url}: HTTP {response.status_code}")
-        body = _read_capped(response, max_bytes, url)
-    except requests.Timeout:
+        body = _read_capped(response, max_bytes, url, end, deadline)
+    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):  # the latter: a body read stalled
       last = f"timed out after {timeout}s"
       continue
-    except requests.ConnectionError as e:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError) as e:  # refused, reset, or a body cut short
       last = f"connection failed ({type(e).__name__})"
+      continue
+    except requests.RequestException as e:
+      raise SearchError(f"{url}: request failed ({type(e).__name__})") from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:  # a body cut short, read below requests (ProtocolError)
+      last = f"connection broken ({type(e).__name__})"
       continue
     try:
       return json.loads(body)
-    except ValueError as e:
-      raise SearchError(f"{url}: response is not valid JSON ({e})") from None
-  log.warning("%s %s failed after %d attempts: %s", method, url, retries + 1, last)
-  raise SearchError(f"{url}: {last} (after {retries + 1} attempts)")
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
+      raise SearchError(f"{url}: response is not usable JSON ({type(e).__name__})") from None
+  log.warning("%s %s failed after %d attempts: %s", method, url, attempts, last)
+  raise SearchError(f"{url}: {last} (after {attempts} attempts, {deadline:g}s deadline)")
 
 
-def _read_capped(response: requests.Response, max_bytes: int, url: str) -> bytes:
+def _retry_after(value: str | None) -> float:
+  """Seconds a 429/503 asks to wait (a number or an HTTP date), capped; 0 when absent or unreadable."""
+  if not value:
+    return 0.0
+  try:
+    return min(max(0.0, Retry().parse_retry_after(value)), MAX_RETRY_AFTER_S)
+  except Exception:  # urllib3 raises InvalidHeader on garbage; the backoff applies then
+    return 0.0
+
+
+def _read_capped(response: requests.Response, max_bytes: int, url: str, end: float, deadline: float) -> bytes:
   declared = response.headers.get("Content-Length")
   if declared and declared.isdigit() and int(declared) > max_bytes:
     raise SearchError(f"{url}: response of {declared} bytes exceeds the {max_bytes}-byte limit")
   chunks, size = [], 0
-  for chunk in response.iter_content(65536):
+  while chunk := response.raw.read1(65536, decode_content=True):  # what has arrived, not a full block
     size += len(chunk)
     if size > max_bytes:
       raise SearchError(f"{url}: response exceeds the {max_bytes}-byte limit")
+    if time.monotonic() > end:
+      raise SearchError(f"{url}: no complete answer within the {deadline:g}s deadline")
     chunks.append(chunk)
+  if declared and declared.isdigit() and size < int(declared):  # a connection closed mid-body
+    raise requests.exceptions.ChunkedEncodingError(f"body of {size} bytes, {declared} declared")
   return b"".join(chunks)

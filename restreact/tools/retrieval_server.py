@@ -21,9 +21,11 @@ class RetrievalServerSearch(SearchTool):
   name = "retrieval_server"
 
   def __init__(self, url: str, *, api_key_env: str | None = "RETRIEVAL_API_KEY", timeout: float = 10.0,
-               retries: int = 2, backoff: float = 0.5, max_bytes: int = 8 << 20, snippet_chars: int = 600):
+               deadline: float = 30.0, retries: int = 2, backoff: float = 0.5, max_bytes: int = 8 << 20,
+               snippet_chars: int = 600):
     self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/retrieve") else "/retrieve")
     self.timeout, self.retries, self.backoff, self.max_bytes = timeout, retries, backoff, max_bytes
+    self.deadline = deadline
     self.snippet_chars = snippet_chars
     self._session = requests.Session()
     key = os.environ.get(api_key_env) if api_key_env else None
@@ -38,7 +40,8 @@ class RetrievalServerSearch(SearchTool):
 
   def _search_many(self, queries: list[str], k: int) -> list[list[SearchResult]]:
     body = request_json(self._session, "POST", self.url, json={"queries": queries, "topk": k, "return_scores": True},
-                        timeout=self.timeout, max_bytes=self.max_bytes, retries=self.retries, backoff=self.backoff)
+                        timeout=self.timeout, max_bytes=self.max_bytes, retries=self.retries, backoff=self.backoff,
+                        deadline=self.deadline)
     result = body.get("result") if isinstance(body, dict) else None
     if not isinstance(result, list) or len(result) != len(queries):
       raise SearchError(f"{self.url}: expected 'result' with {len(queries)} lists, got {str(body)[:200]!r}")

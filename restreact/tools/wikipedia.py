@@ -16,9 +16,9 @@ class WikipediaSearch(SearchTool):
 
   name = "wikipedia"
 
-  def __init__(self, *, api_url: str = API, sentences: int = 4, timeout: float = 10.0, retries: int = 2,
-               backoff: float = 1.0, max_bytes: int = 4 << 20):
-    self.api_url, self.sentences = api_url, sentences
+  def __init__(self, *, api_url: str = API, sentences: int = 4, timeout: float = 10.0, deadline: float = 30.0,
+               retries: int = 2, backoff: float = 1.0, max_bytes: int = 4 << 20):
+    self.api_url, self.sentences, self.deadline = api_url, sentences, deadline
     self.timeout, self.retries, self.backoff, self.max_bytes = timeout, retries, backoff, max_bytes
     self._session = requests.Session()
     self._session.headers["User-Agent"] = USER_AGENT  # Wikimedia's policy asks for one
@@ -31,7 +31,7 @@ class WikipediaSearch(SearchTool):
               "gsrlimit": k, "prop": "extracts|info", "inprop": "url", "exintro": 1, "explaintext": 1,
               "exsentences": self.sentences, "exlimit": k}
     body = request_json(self._session, "GET", self.api_url, params=params, timeout=self.timeout,
-                        max_bytes=self.max_bytes, retries=self.retries, backoff=self.backoff)
+                        max_bytes=self.max_bytes, retries=self.retries, backoff=self.backoff, deadline=self.deadline)
     if not isinstance(body, dict):
       raise SearchError(f"{self.api_url}: unexpected answer {str(body)[:200]!r}")
     if "error" in body:
