@@ -98,3 +98,14 @@ def test_tensor_in_two_shards_is_an_error(saved, tmp_path):
   (tmp_path / "config.json").write_text((saved / "config.json").read_text())
   with pytest.raises(ValueError, match="model.norm.weight appears in more than one file"):
     from_pretrained(tmp_path, progress=False)
+
+
+def test_a_truncated_shard_and_a_bad_config_are_named(saved, tmp_path):
+  d = _copy_with(saved, tmp_path, lambda tensors: None)
+  shard = d / "model.safetensors"
+  shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a download cut short
+  with pytest.raises(ValueError, match=r"model.safetensors: truncated.*download it again"):
+    from_pretrained(d, progress=False)
+  (d / "config.json").write_text("{not json")
+  with pytest.raises(ValueError, match=r"config.json: not valid JSON"):
+    from_pretrained(d, progress=False)

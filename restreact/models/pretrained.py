@@ -43,7 +43,11 @@ def read_config(path: str | os.PathLike, *, dtype: str = "float32") -> GemmaConf
   config_file = Path(path) / "config.json"
   if not config_file.exists():
     raise FileNotFoundError(f"{path}: no config.json (expected a Hugging Face checkpoint directory)")
-  return from_hf_config(json.loads(config_file.read_text()), param_dtype=dtype)
+  try:
+    raw = json.loads(config_file.read_text(encoding="utf-8"))
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f"{config_file}: not valid JSON ({e})") from None
+  return from_hf_config(raw, param_dtype=dtype)
 
 
 def from_pretrained(path: str | os.PathLike, *, dtype: str = "float32", mesh: Mesh | None = None,

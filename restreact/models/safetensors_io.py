@@ -30,10 +30,18 @@ class _File:
       size = int.from_bytes(f.read(8), "little")
       if size <= 0 or size > 100 << 20:
         raise ValueError(f"{path} is not a safetensors file (header size {size})")
-      header = json.loads(f.read(size))
+      try:
+        header = json.loads(f.read(size))
+      except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: unreadable safetensors header ({e})") from None
     self.data_start = 8 + size
     header.pop("__metadata__", None)
     self.entries = header
+    self.file_size = path.stat().st_size
+    ends = [e["data_offsets"][1] for e in header.values() if isinstance(e, dict) and "data_offsets" in e]
+    if ends and self.data_start + max(ends) > self.file_size:  # a download cut short
+      raise ValueError(f"{path}: truncated: its header describes {self.data_start + max(ends):,} bytes, the file "
+                       f"has {self.file_size:,}; download it again")
 
   def shape(self, name: str) -> tuple[int, ...]:
     return tuple(self.entries[name]["shape"])
