@@ -44,6 +44,9 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.eval_sizes = tuple(s for s in SIZES if s in ("l", size))  # columns of the report
   c.seed = 0
   c.progress = True
+  # (data, fsdp, tensor) over every device of every process; -1: the rest. FSDP over all devices suits
+  # fine-tuning; a tensor axis (e.g. (1, -1, 8) on 8-GPU nodes) cuts a 27B decode's per-device weights.
+  c.mesh_shape = (1, -1, 1)
 
   c.models = ml_collections.ConfigDict({"l": _model(4, None), "s": _model(4, 8), "xs": _model(16, None)})
   c.tokenizer = ""  # tokenizer.model; "" = the L checkpoint's; "world" = trained on the synthetic world (demo)
@@ -98,6 +101,7 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
       total_steps=1000, batch_size=16, seq_len=4096, buckets=ml_collections.config_dict.placeholder(tuple),
       learning_rate=1e-5, warmup_steps=50, schedule="cosine",
       weight_decay=0.0, clip_norm=1.0, grad_accum=1, lora_rank=None, lora_alpha=16.0, param_dtype="bfloat16",
+      remat="full",  # 4k-token rows: without it each layer keeps its attention scores for the backward pass
       save_every=200, keep=2, eval_every=250, log_every=10))
   c.eval = ml_collections.ConfigDict(dict(
       runs=10, set="test", judge="base:l", judge_few_shot=True, dev_limit=0, dev_runs=1, raters_csv=True))
@@ -148,7 +152,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.rank.update(ranker="world_rules", few_shot=False)
   c.mixture.update(drop_ungrounded=True, drop_unsupported=True)
   c.train.update(total_steps=800, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
-                 warmup_steps=20, param_dtype="float32", save_every=200, eval_every=None, log_every=50)
+                 warmup_steps=20, param_dtype="float32", remat="none", save_every=200, eval_every=None, log_every=50)
   c.eval.update(runs=5, judge="exact_match", dev_runs=1)
 
 

@@ -120,3 +120,25 @@ def test_warmup_then_decay(schedule):
   mid = float(lr(35))  # a quarter into the decay
   assert mid == pytest.approx(1e-4 + 9e-4 * (0.75 if schedule == "linear" else (1 + np.cos(np.pi / 4)) / 2), rel=1e-5)
 
+
+
+@pytest.mark.parametrize("lora_rank", [None, 4])
+def test_remat_policies_give_the_same_step(lora_rank):
+  """Remat changes what the backward pass keeps, never its result: one step, full and LoRA, for each policy."""
+  batch = _device(make_batch(_items(6), [[i] for i in range(6)], 16, 0), 1)
+  results = {}
+  for remat in ("none", "dots", "full"):
+    config = TrainConfig(total_steps=10, batch_size=6, seq_len=16, lora_rank=lora_rank, warmup_steps=0,
+                         learning_rate=1e-3, remat=remat)
+    _, new, metrics = _one_step(config, tiny(), batch, tx=optax.sgd(1.0))
+    results[remat] = (new, metrics)
+  (ref, ref_metrics) = results["none"]
+  for remat in ("dots", "full"):
+    new, metrics = results[remat]
+    np.testing.assert_allclose(float(metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(float(metrics["grad_norm"]), float(ref_metrics["grad_norm"]), rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(new.params), jax.tree.leaves(ref.params)):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6, err_msg=remat)
+  with pytest.raises(ValueError, match="remat='some'"):
+    TrainConfig(remat="some")
+

@@ -198,6 +198,9 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
     raise ConfigError("\n".join(problems))
   _check_models(config, problems, hint)
   _check_refs(config, problems)
+  shape = tuple(config.mesh_shape)
+  if len(shape) != 3 or shape.count(-1) > 1 or any(type(s) is not int or (s < 1 and s != -1) for s in shape):
+    problems.append(f"config.mesh_shape={shape!r}: three integers (data, fsdp, tensor), each at least 1 or one -1")
   _check_data(config, problems)
   if config.pilot.source not in ("prompted", "scripted"):
     problems.append(f"config.pilot.source={config.pilot.source!r}: choose 'prompted' or 'scripted'")

@@ -100,7 +100,7 @@ class Pipeline:
 
   def __init__(self, config, workdir: str | Path, *, mesh=None):
     self.config, self.workdir = config, Path(workdir).absolute()
-    self.mesh = mesh if mesh is not None else make_mesh()
+    self.mesh = mesh if mesh is not None else make_mesh(tuple(config.mesh_shape))
     self.stages = Stages(self.workdir)
     self.progress = bool(config.progress) and multihost.is_writer()
     self._judge_cache: Judge | None = None

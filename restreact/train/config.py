@@ -33,6 +33,7 @@ class TrainConfig:
   lora_rank: int | None = 8  # None: full fine-tuning
   lora_alpha: float = 16.0
   lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+  remat: Literal["none", "dots", "full"] = "none"  # what each layer keeps for the backward pass (model.REMAT_POLICIES)
   param_dtype: Literal["float32", "bfloat16"] | None = None  # None: the model's; bfloat16: bf16 weights and
   # compute with float32 Adam moments and float32 master weights
   save_every: int = 500  # steps between checkpoints (also saved at the end and on SIGTERM)
@@ -62,6 +63,8 @@ class TrainConfig:
       problems.append(f"clip_norm must be positive or None, got {self.clip_norm}")
     if self.param_dtype is not None and self.param_dtype not in PARAM_DTYPES:
       problems.append(f"param_dtype={self.param_dtype!r}; choose one of {PARAM_DTYPES}")
+    if self.remat not in ("none", "dots", "full"):
+      problems.append(f"remat={self.remat!r}; choose 'none', 'dots' or 'full'")
     if self.eval_mode not in ("max", "min"):
       problems.append(f"eval_mode={self.eval_mode!r}; choose 'max' or 'min'")
     if self.eval_every is not None and self.eval_every <= 0:

@@ -69,6 +69,7 @@ def prepare_model(model: Transformer, config: TrainConfig) -> Transformer:
     model = nnx.merge(graphdef, state)
   if lora is not None and existing is None:
     apply_lora(model, lora, rngs=nnx.Rngs(config.seed))
+  model.remat = config.remat
   return model
 
 

@@ -11,6 +11,13 @@ from restreact.models.gemma.config import LOCAL, GemmaConfig
 from restreact.models.gemma.layers import GeGLU, RMSNorm, param
 from restreact.models.sharding import constrain
 
+# What a training step keeps of each block for the backward pass (`model.remat`; MaxText's remat_policy).
+REMAT_POLICIES = {
+    "none": None,  # every activation: fastest, and at 4k tokens per row tens of GB per layer (attention scores)
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # weight matmul outputs; attention recomputed
+    "full": jax.checkpoint_policies.nothing_saveable,  # only each block's input: least memory, most recompute
+}
+
 
 class Block(nnx.Module):
   """Pre- and post-norms around attention and around the MLP, each with a residual."""
@@ -29,6 +36,10 @@ class Block(nnx.Module):
     return constrain(x, ("act_batch", "act_length", "act_embed")), cache
 
 
+def _block_output(block: Block, x, positions, segment_ids):
+  return block(x, positions, segment_ids=segment_ids)[0]
+
+
 class Transformer(nnx.Module):
   """Gemma decoder. `model(tokens)` -> float32 logits [batch, length, vocab] for positions 0..length-1.
 
@@ -43,6 +54,7 @@ class Transformer(nnx.Module):
     self.embedding = param((embedding / cfg.embed_dim ** 0.5).astype(cfg.param_dtype), ("vocab", "embed"))
     self.layers = nnx.List([Block(cfg, lt, rngs=rngs) for lt in cfg.layer_types])
     self.final_norm = RMSNorm(cfg.embed_dim, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
+    self.remat = "none"  # a key of REMAT_POLICIES; applies without a cache (training), set by the trainer
 
   def embed(self, tokens: jax.Array) -> jax.Array:
     """Token embeddings scaled by sqrt(embed_dim), the scale rounded to the parameter dtype."""
@@ -65,6 +77,15 @@ class Transformer(nnx.Module):
     if cache is not None and len(cache) != len(self.layers):
       raise ValueError(f"cache has {len(cache)} layers, model has {len(self.layers)}")
     x = constrain(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
+    if cache is None and self.remat != "none":
+      if self.remat not in REMAT_POLICIES:
+        raise ValueError(f"remat={self.remat!r}; choose one of {', '.join(REMAT_POLICIES)}")
+      for block in self.layers:  # a pure function of the block's state, so jax.checkpoint sees every input
+        graphdef, state = nnx.split(block)
+        run = jax.checkpoint(lambda s, *a, g=graphdef: _block_output(nnx.merge(g, s), *a),
+                             policy=REMAT_POLICIES[self.remat])
+        x = run(state, x, positions, segment_ids)
+      return self.final_norm(x), None
     new_cache = []
     for i, block in enumerate(self.layers):
       x, layer_cache = block(x, positions, cache=None if cache is None else cache[i], segment_ids=segment_ids)
