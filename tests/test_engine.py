@@ -60,13 +60,14 @@ def test_ring_buffers_equal_full_cache(model):
 
 
 def test_prefix_reuse_equals_prefilling_from_scratch(model, reference):
-  engine = _engine(model)
+  engine = _engine(model, block_size=4)
   preamble = PROMPTS[3][:22]  # longer than a prefill chunk and than the window
-  assert engine.register_prefix(preamble) == 22
+  assert engine.register_prefix(preamble) == 22  # its 5 full blocks are cached (and pinned)
+  assert engine.stats["prefill_tokens"] == 22
   prompts = [PROMPTS[3], preamble + PROMPTS[0]]
   out = engine.generate(prompts, max_new_tokens=NEW)
-  assert engine.stats["prefix_tokens_reused"] == 44
-  assert engine.stats["prefill_tokens"] == (30 - 22 - 1) + (20 - 1)
+  assert engine.stats["prefix_tokens_reused"] == 20 + 20
+  assert engine.stats["prefill_tokens"] == 22 + (30 - 1 - 20) + (42 - 1 - 20)
   assert out[0][0].tokens == reference[3][0]
   np.testing.assert_allclose(out[0][0].logprobs, reference[3][1], atol=1e-4)
   tokens, logprobs = _reference(model, prompts[1])
@@ -83,3 +84,14 @@ def test_sharded_engine_equals_single_device(model, reference):
   for (tokens, logprobs), [completion] in zip(reference, out):
     assert completion.tokens == tokens
     np.testing.assert_allclose(completion.logprobs, logprobs, atol=1e-4)
+
+
+def test_prefill_chunks_are_capped_at_max_len(model, reference):
+  """A cache shorter than the default chunk and buckets (256; 16, 64) still takes any prompt that fits."""
+  engine = Engine(model, None, num_slots=1, max_len=40, eos_ids=())
+  assert max(engine.chunk_sizes) <= 40
+  [[completion]] = engine.generate([PROMPTS[3]], max_new_tokens=8)  # 29 prefill tokens: bucket 64 before
+  assert completion.tokens == reference[3][0][:8]
+  long = (PROMPTS[3] * 2)[:32]  # the exact case of the report: 32 prompt tokens + 8 new = max_len
+  [[completion]] = engine.generate([long], max_new_tokens=8)
+  assert completion.tokens == _reference(model, long, 8)[0]

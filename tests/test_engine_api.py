@@ -81,7 +81,7 @@ def test_no_recompilation_across_inserts_and_releases(model):
   engine = _engine(model, num_slots=3)
   fixed = ("_reset", "_copy", "_decode")  # shapes never change
   # Engines of one model structure share compiled functions, so count what this engine adds.
-  before = {name: getattr(engine, name)._cache_size() for name in (*fixed, "_prefill")}
+  before = {name: getattr(engine, name)._cache_size() for name in (*fixed, "_prefill", "_install")}
   engine.generate([(OTHER * 3)[:n] for n in (1, 8, 16, 30)], n=2, max_new_tokens=4)
   warm = {name: getattr(engine, name)._cache_size() for name in fixed}
   lengths = [2, 5, 9, 17, 40, 3, 12]
@@ -91,6 +91,8 @@ def test_no_recompilation_across_inserts_and_releases(model):
   assert engine._decode._cache_size() - before["_decode"] <= 1
   # Prefill shapes: one per (chunk bucket, lane-count bucket), whatever the prompts.
   assert engine._prefill._cache_size() - before["_prefill"] <= len(engine.chunk_sizes) * len(engine.lane_sizes)
+  assert engine.stats["prefix_tokens_reused"] > 0  # repeated prompts were copied from the prefix cache
+  assert engine._install._cache_size() - before["_install"] <= len(engine.lane_sizes)  # fixed-width block tables
 
 
 def test_bad_input_is_a_clear_error(model):

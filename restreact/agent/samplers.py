@@ -23,7 +23,12 @@ def step_seed(seed: int, machine: Trajectory) -> int:
 
 
 class EngineSampler:
-  """Candidates from a `restreact.generate.Engine`; each step type's preamble is prefilled once and reused."""
+  """Candidates from a `restreact.generate.Engine`.
+
+  The engine's prefix cache reuses whatever a step's prompt shares with earlier prompts (the preamble, the
+  question, the trajectory's past actions); each step type's preamble is also pinned there, so it is
+  prefilled once and never evicted.
+  """
 
   def __init__(self, engine, config: AgentConfig, *, seed: int = 0, reuse_preambles: bool = True):
     self.engine, self.config, self.seed = engine, config, seed

@@ -4,13 +4,18 @@ Each slot has its own position and region of the cache. A request's prompt (minu
 is prefilled once into one slot, in chunks of a few bucketed lengths, then copied into the slots of
 its other samples; the last prompt token is the first decode input. Every live slot decodes together
 in one jitted call of `steps_per_round` steps. Requests beyond the free slots wait in a queue.
+
+Automatic prefix caching: the KV of every prompt's full blocks is kept in a paged pool (`paged`,
+bookkept by `blocks.BlockPool`), and a new prompt copies the longest cached chain of its blocks into
+its slot instead of computing it: step preambles, the question, the trajectory's past actions, any
+prompt seen before. `register_prefix` prefills a prefix and pins its blocks so it is never evicted.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -20,7 +25,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from restreact.generate import paged
 from restreact.generate import slots as ops
+from restreact.generate.blocks import BlockPool
+from restreact.generate.prefill import PrefillMixin
+from restreact.generate.requests import Completion, Request, _Sample
 from restreact.generate.stops import find_stop
 from restreact.models.chat import check_tokenizer, encode_prefix, encode_prompt
 from restreact.models.gemma.model import Transformer
@@ -31,53 +40,6 @@ from restreact.models.tokenizer import Tokenizer
 @jax.jit
 def _fold_in_many(keys: jax.Array, index: jax.Array) -> jax.Array:
   return jax.vmap(lambda k, i: jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(k), i)))(keys, index)
-
-
-@dataclasses.dataclass
-class Completion:
-  """One sample: new text (cut before a stop string), new token ids, their log-probs, and why it ended."""
-
-  text: str
-  tokens: list[int]
-  logprobs: list[float]
-  finish_reason: str  # "stop" (a stop string), "eos", "length" or "cancelled"
-
-  @property
-  def mean_logprob(self) -> float:
-    """Average token log-prob; minus its value is the log-perplexity used to rank candidates."""
-    return float(np.mean(self.logprobs)) if self.logprobs else 0.0
-
-
-@dataclasses.dataclass
-class _Sample:
-  tokens: list[int] = dataclasses.field(default_factory=list)
-  logprobs: list[float] = dataclasses.field(default_factory=list)
-  checked: int = 0  # leading tokens known to hold no stop string
-  slot: int | None = None
-  result: Completion | None = None
-
-
-@dataclasses.dataclass
-class Request:
-  """A prompt waiting for, or being served by, `n` slots."""
-
-  id: int
-  prompt: list[int]
-  n: int
-  max_new_tokens: int
-  temperature: float
-  top_k: int
-  top_p: float
-  stop: tuple[str, ...]
-  key: np.ndarray  # PRNG key data; sample i uses fold_in(key, i)
-  samples: list[_Sample]
-
-  @property
-  def done(self) -> bool:
-    return all(s.result is not None for s in self.samples)
-
-  def completions(self) -> list[Completion]:
-    return [s.result for s in self.samples]
 
 
 def _decode_round(graphdef, params, cache, state, eos_ids, *, num_steps: int, mesh: Mesh | None):
@@ -95,33 +57,41 @@ def _jitted(graphdef, steps_per_round: int, mesh: Mesh | None):
   """The engine's jitted functions, shared by every engine of the same model structure: a new engine on new
   weights (a checkpoint being evaluated) reuses the compiled code instead of compiling again."""
   decode = functools.partial(_decode_round, graphdef, num_steps=steps_per_round, mesh=mesh)
-  return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1,)),
+  return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1, 2)),
           jax.jit(ops.reset_slots, donate_argnums=(0,)),
           jax.jit(ops.copy_slots, donate_argnums=(0,)),
-          jax.jit(ops.install_prefix, donate_argnums=(0,)),
+          jax.jit(paged.install, donate_argnums=(0,)),
           jax.jit(decode, donate_argnums=(1,)))
 
 
-class Engine:
+class Engine(PrefillMixin):
   """Batched sampling over `num_slots` slots of `max_len` positions each (see module docstring).
 
   With `chat` (an instruction-tuned model) every string prompt is wrapped in Gemma's chat turns
   (`restreact.models.chat`) and `<end_of_turn>` ends a sample like EOS; token-id prompts are taken as given.
+
+  Prefix caching keeps `cache_blocks` blocks of `block_size` tokens, every layer at full length (default: as
+  many bytes as the slots' cache; 0 turns it off). `stats` counts prefill_tokens (computed), prefix_tokens_reused (copied from the cache),
+  decoded_tokens and decode_rounds.
   """
 
   def __init__(self, model: Transformer, tokenizer: Tokenizer | None, *, num_slots: int, max_len: int, seed: int = 0,
                steps_per_round: int = 8, prefill_chunk: int = 256, prefill_buckets: Sequence[int] = (16, 64),
                ring_buffers: bool = True, eos_ids: Sequence[int] | None = None, mesh: Mesh | None = None,
-               chat: bool = False):
+               chat: bool = False, block_size: int = 16, cache_blocks: int | None = None):
     cfg = model.config
     if num_slots < 1 or steps_per_round < 1:
       raise ValueError(f"num_slots ({num_slots}) and steps_per_round ({steps_per_round}) must be positive")
     if not 1 <= max_len <= cfg.max_position_embeddings:
       raise ValueError(f"max_len={max_len} must be in [1, {cfg.max_position_embeddings}] (the model's limit)")
+    if block_size < 1 or (cache_blocks is not None and cache_blocks < 0):
+      raise ValueError(f"need block_size >= 1 and cache_blocks >= 0, got {block_size}, {cache_blocks}")
     if chat:
       check_tokenizer(tokenizer)
     self.model, self.tokenizer, self.mesh, self.chat = model, tokenizer, mesh, chat
     self.num_slots, self.max_len, self.steps_per_round = num_slots, max_len, steps_per_round
+    # A chunk never exceeds the cache: a padded chunk longer than max_len would put two tokens on one entry.
+    prefill_chunk = min(prefill_chunk, max_len)
     self.chunk_sizes = tuple(sorted({b for b in prefill_buckets if b < prefill_chunk} | {prefill_chunk}))
     # Prefill runs several slots per call; lane counts are powers of 4 up to num_slots (few compilations).
     self.lane_sizes = tuple(sorted({4 ** i for i in range(8) if 4 ** i < num_slots} | {num_slots}))
@@ -133,12 +103,19 @@ class Engine:
     self.local_length = cfg.sliding_window + prefill_chunk - 1 if ring_buffers else max_len
     self._graphdef, self._params = nnx.split(model)
     self.cache = self._place(model.init_cache(num_slots, max_len, local_length=self.local_length))
+    self.block_size, self._table_width = block_size, math.ceil(max_len / block_size)
+    if cache_blocks is None:  # as many bytes as the slots' cache (whose local layers are only window-sized rings)
+      per_token = sum(c.pos.shape[1] for c in self.cache) / len(self.cache)
+      cache_blocks = max(1, int(num_slots * per_token) // block_size)
+    self.prefix_cache = BlockPool(cache_blocks, block_size) if cache_blocks else None
+    self._pool = self._place(paged.empty_pool(self.cache, cache_blocks, block_size)) if cache_blocks else None
+    self._pinned: dict[tuple[int, ...], list[int]] = {}  # registered prefixes and the blocks they keep
+    self._stashed: list[Request] = []  # finished while register_prefix waited for a slot
     self._state = ops.DecodeState.idle(num_slots)  # host copy; uploaded for each round
     self._free = list(range(num_slots))
     self._queue: collections.deque[Request] = collections.deque()
     self._live: dict[int, Request] = {}
     self._slot_owner: dict[int, tuple[Request, int]] = {}
-    self._prefixes: list[tuple[tuple[int, ...], ops.Cache]] = []
     self._next_id = 0
     self._seed_key = jax.random.key_data(jax.random.PRNGKey(seed))
     self.stats = collections.Counter()
@@ -146,17 +123,20 @@ class Engine:
 
   # ----- set-up -------------------------------------------------------------------------------
 
-  def _place(self, cache: ops.Cache) -> ops.Cache:
-    """Commit the cache to its devices up front, so jitted calls see the same placement every time."""
+  def _place(self, cache):
+    """Commit the slot cache (or the prefix pool) to its devices up front, so jitted calls see the same
+    placement every time. Pool blocks are replicated over the batch axes: any slot may read any block."""
     if self.mesh is None:
       return jax.device_put(cache, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     kv_axes, pos_axes = ("cache_batch", "act_kv_heads", "cache_length", None), ("cache_batch", "cache_length")
 
-    def shard(a):
-      spec = logical_to_spec(kv_axes if a.ndim == 4 else pos_axes, a.shape, dict(self.mesh.shape))
-      return jax.device_put(a, NamedSharding(self.mesh, spec))
+    def shard(a, axes):
+      return jax.device_put(a, NamedSharding(self.mesh, logical_to_spec(axes, a.shape, dict(self.mesh.shape))))
 
-    return [ops.LayerCache(shard(c.k), shard(c.v), shard(c.pos)) for c in cache]
+    if isinstance(cache[0], paged.PoolLayer):
+      block_axes = (None, "act_kv_heads", None, None)
+      return [paged.PoolLayer(shard(p.k, block_axes), shard(p.v, block_axes)) for p in cache]
+    return [ops.LayerCache(shard(c.k, kv_axes), shard(c.v, kv_axes), shard(c.pos, pos_axes)) for c in cache]
 
   def _jit(self):
     self._prefill, self._reset, self._copy, self._install, self._decode = _jitted(self._graphdef,
@@ -184,63 +164,32 @@ class Engine:
       raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {self.model.config.vocab_size})")
     return tokens
 
-  def _piece_sizes(self, n: int) -> list[int]:
-    """Full prefill chunks, then the remainder padded up to its bucket (one call per piece: on a CPU
-    each call costs ~2 ms, more than the padding saves)."""
-    full, rest = divmod(n, self.chunk_sizes[-1])
-    return [self.chunk_sizes[-1]] * full + ([next(c for c in self.chunk_sizes if c >= rest)] if rest else [])
-
-  def _prefill_lanes(self, cache: ops.Cache, work: list[tuple[int, int, list[int]]]) -> ops.Cache:
-    """Prefill (slot, first position, tokens) items: piece r of every item in one call (or a few).
-
-    Lane counts come from `lane_sizes`; padding lanes
-    point at slot num_slots and are dropped on write-back, padding tokens sit at position -1.
-    """
-    rounds = collections.defaultdict(list)
-    for slot, start, tokens in work:
-      offset = 0
-      for r, size in enumerate(self._piece_sizes(len(tokens))):
-        rounds[r].append((slot, start + offset, tokens[offset:offset + size]))
-        offset += size
-    for r in sorted(rounds):
-      lanes = rounds[r]
-      for i in range(0, len(lanes), self.lane_sizes[-1]):
-        batch = lanes[i:i + self.lane_sizes[-1]]
-        width = next(c for c in self.chunk_sizes if c >= max(len(t) for _, _, t in batch))
-        count = next(n for n in self.lane_sizes if n >= len(batch))
-        slots = np.full((count,), cache[0].pos.shape[0], np.int32)
-        ids = np.zeros((count, width), np.int32)
-        pos = np.full((count, width), -1, np.int32)
-        for lane, (slot, start, tokens) in enumerate(batch):
-          slots[lane], ids[lane, :len(tokens)] = slot, tokens
-          pos[lane, :len(tokens)] = np.arange(start, start + len(tokens))
-        cache = self._run(self._prefill, self._params, cache, slots, ids, pos)
-    return cache
+  def clear_prefix_cache(self) -> int:
+    """Drop every cached block that no request or registered prefix references (a cold cache, e.g. between
+    benchmark runs); returns how many."""
+    return self.prefix_cache.clear() if self.prefix_cache is not None else 0
 
   def register_prefix(self, prefix: str | Sequence[int]) -> int:
-    """Prefill a shared prompt prefix (a step type's preamble) once; prompts that start with it reuse its KV.
+    """Prefill a shared prompt prefix (a step type's preamble) and pin its blocks in the prefix cache.
 
-    Returns the prefix's token count. A string gets BOS (and, with `chat`, the user-turn opener), like a string
-    prompt. Registering twice is a no-op.
+    Prompts that start with it reuse its KV (every full block of it; any prompt's blocks are reused
+    anyway, pinning only keeps these from eviction). Returns the prefix's token count. A string gets BOS
+    (and, with `chat`, the user-turn opener), like a string prompt. Registering twice is a no-op, and so is
+    registering without a prefix cache (cache_blocks=0). If every slot is busy, it decodes until one is free.
     """
     tokens = self._tokens(prefix, prefix=True)
-    if any(known == tuple(tokens) for known, _ in self._prefixes):  # registered already: nothing to prefill
-      return len(tokens)
     if len(tokens) >= self.max_len:
       raise ValueError(f"prefix of {len(tokens)} tokens does not fit max_len={self.max_len}")
-    step = self.chunk_sizes[-1]
-    length = min(self.max_len, -(-len(tokens) // step) * step)
-    cache = self._place(self.model.init_cache(1, length, local_length=self.local_length))
-    cache = self._prefill_lanes(cache, [(0, 0, tokens)])
-    self._prefixes.append((tuple(tokens), cache))
-    self._prefixes.sort(key=lambda p: -len(p[0]))  # longest match first
+    if self.prefix_cache is None or tuple(tokens) in self._pinned:
+      return len(tokens)
+    while not self._free:  # a slot serves as scratch space; what finishes meanwhile is handed out by step()
+      self._stashed += self._step()
+    slot = self._free[0]
+    mask = np.zeros(self.num_slots, bool)
+    mask[slot] = True
+    self.cache = self._run(self._reset, self.cache, mask)
+    [self._pinned[tuple(tokens)]] = self._fill([(slot, tokens)])
     return len(tokens)
-
-  def _matching_prefix(self, tokens: list[int]):
-    for prefix, cache in self._prefixes:
-      if len(prefix) < len(tokens) and tuple(tokens[:len(prefix)]) == prefix:
-        return len(prefix), cache
-    return 0, None
 
   # ----- requests -----------------------------------------------------------------------------
 
@@ -284,15 +233,10 @@ class Engine:
     for _, slots in admitted:
       mask[slots] = True
     self.cache = self._run(self._reset, self.cache, mask)
-    work = []
-    for request, slots in admitted:
-      done, prefix_cache = self._matching_prefix(request.prompt)
-      if prefix_cache is not None:
-        self.cache = self._run(self._install, self.cache, jnp.int32(slots[0]), prefix_cache)
-        self.stats["prefix_tokens_reused"] += done
-      work.append((slots[0], done, request.prompt[done:-1]))  # the last prompt token is the first decode input
-      self.stats["prefill_tokens"] += len(request.prompt) - 1 - done
-    self.cache = self._prefill_lanes(self.cache, work)
+    # The last prompt token is the first decode input: the slot is filled with the others.
+    held = self._fill([(slots[0], request.prompt[:-1]) for request, slots in admitted])
+    for (request, _), blocks in zip(admitted, held):
+      request.blocks = blocks  # referenced until the request ends: never evicted while it runs
     st = self._state
     keys = iter(self._sample_keys([(request.key, i) for request, slots in admitted for i in range(len(slots))]))
     copies = [(slots[0], target) for _, slots in admitted for target in slots[1:]]
@@ -319,6 +263,10 @@ class Engine:
 
   def step(self) -> list[Request]:
     """Admit queued requests into free slots, run one decode round, and return the requests it finished."""
+    finished, self._stashed = self._stashed, []
+    return finished + self._step()
+
+  def _step(self) -> list[Request]:
     self._admit()
     if not self._slot_owner:
       return []
@@ -344,6 +292,7 @@ class Engine:
       self._free.append(slot)
       if request.done:
         del self._live[request.id]
+        self._release(request)
         finished.append(request)
     return finished
 
@@ -378,11 +327,12 @@ class Engine:
       decode = self.tokenizer.decode if self.tokenizer is not None else (lambda ids: "")
       sample.result = Completion(decode(sample.tokens), list(sample.tokens), list(sample.logprobs), "cancelled")
     self._live.pop(request.id, None)
+    self._release(request)
 
   @property
   def pending(self) -> int:
-    """Requests queued or in flight."""
-    return len(self._queue) + len(self._live)
+    """Requests queued, in flight, or finished but not yet handed out by `step()`."""
+    return len(self._queue) + len(self._live) + len(self._stashed)
 
   def generate(self, prompts: Sequence[str | Sequence[int]], *, n: int = 1, max_new_tokens: int,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, stop: Sequence[str] = (),

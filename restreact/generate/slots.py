@@ -1,4 +1,4 @@
-"""Device-side slot operations: reset, prefill, copy, install a prefix, and a multi-step decode round.
+"""Device-side slot operations: reset, prefill, copy, and a multi-step decode round.
 
 Every function is pure (cache and state in, cache and state out) so the engine jits each once and
 donates the buffers. Slot indices and per-slot settings are traced values, never shapes, so inserting
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from restreact.generate.paged import Pool, publish
 from restreact.generate.sampling import sample
 from restreact.models.gemma.attention import LayerCache
 
@@ -47,19 +48,22 @@ def reset_slots(cache: Cache, mask: jax.Array) -> Cache:
   return [dataclasses.replace(c, pos=jnp.where(mask[:, None], -1, c.pos)) for c in cache]
 
 
-def prefill(graphdef, params, cache: Cache, slots: jax.Array, tokens: jax.Array, positions: jax.Array) -> Cache:
+def prefill(graphdef, params, cache: Cache, pool: Pool | None, slots: jax.Array, tokens: jax.Array,
+            positions: jax.Array, dest: jax.Array) -> tuple[Cache, Pool | None]:
   """Run prompt chunks [L, C] into the caches of `slots` [L] (padding tokens at position -1).
 
   Lanes whose slot index is out of range (num_slots) are padding: they read a clamped slot and write
-  nothing back, so lane counts can come from a few buckets.
+  nothing back, so lane counts can come from a few buckets. With a prefix-cache `pool`, the new KV of
+  tokens with `dest` >= 0 is also copied into those pool entries (see `paged.publish`).
   """
   model = nnx.merge(graphdef, params)
   take = lambda a: jnp.take(a, slots, axis=0, mode="clip")
   view = [LayerCache(take(c.k), take(c.v), take(c.pos)) for c in cache]
   _, view = model.hidden_states(tokens, positions=positions, cache=view)
   put = lambda a, b: a.at[slots].set(b, mode="drop")
-  return [LayerCache(put(c.k, v.k), put(c.v, v.v), put(c.pos, v.pos)) for c, v in zip(cache, view)]
-
+  if pool is not None:
+    pool = publish(pool, view, positions, dest)
+  return [LayerCache(put(c.k, v.k), put(c.v, v.v), put(c.pos, v.pos)) for c, v in zip(cache, view)], pool
 
 
 def copy_slots(cache: Cache, sources: jax.Array, targets: jax.Array, count: jax.Array) -> Cache:
@@ -74,12 +78,6 @@ def copy_slots(cache: Cache, sources: jax.Array, targets: jax.Array, count: jax.
       return jax.lax.dynamic_update_slice_in_dim(a, row, targets[i], axis=0)
     return [LayerCache(copy(c.k), copy(c.v), copy(c.pos)) for c in cache]
   return jax.lax.fori_loop(0, count, body, cache)
-
-
-def install_prefix(cache: Cache, slot: jax.Array, prefix: Cache) -> Cache:
-  """Copy a prefilled prefix (batch 1; global layers may be shorter than the slot) into a reset slot."""
-  put = lambda a, b: jax.lax.dynamic_update_slice(a, b.astype(a.dtype), (slot,) + (0,) * (a.ndim - 1))
-  return [LayerCache(put(c.k, p.k), put(c.v, p.v), put(c.pos, p.pos)) for c, p in zip(cache, prefix)]
 
 
 def decode_round(graphdef, params, cache: Cache, state: DecodeState, eos_ids: jax.Array, *, num_steps: int):
