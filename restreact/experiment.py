@@ -78,9 +78,11 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
   c.agent = ml_collections.ConfigDict(dict(temperature=0.5, max_new_tokens=256, top_k_results=3, max_searches=10,
                                            max_model_steps=40))
+  # block_size, cache_blocks: the prefix cache's blocks (tokens each, and how many; -1: as many bytes as the
+  # slots' cache; 0: no prefix cache).
   c.engine = ml_collections.ConfigDict(dict(num_slots=64, max_len=4096, prefill_chunk=512,
                                             prefill_buckets=(128, 512), steps_per_round=8, max_in_flight=64,
-                                            tool_workers=16))
+                                            tool_workers=16, block_size=16, cache_blocks=-1))
   # Pilot trajectories: "prompted" (the base L, few-shot) or "scripted" (the synthetic world's solver).
   c.pilot = ml_collections.ConfigDict(dict(source="prompted", num_candidates=1))  # candidates: scripted only
   # Growing: trajectories per question per generation; candidates per step (0: models.l.num_candidates) and

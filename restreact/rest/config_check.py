@@ -154,8 +154,10 @@ def _number(problems: list[str], option: str, value, *, low: float, integer: boo
 
 
 def _check_numbers(config, problems: list[str]) -> None:
-  for option in ("num_slots", "max_len", "prefill_chunk", "steps_per_round", "max_in_flight", "tool_workers"):
+  for option in ("num_slots", "max_len", "prefill_chunk", "steps_per_round", "max_in_flight", "tool_workers",
+                 "block_size"):
     _number(problems, f"engine.{option}", config.engine[option], low=1)
+  _number(problems, "engine.cache_blocks", config.engine.cache_blocks, low=-1)
   for option in ("max_new_tokens", "top_k_results", "max_searches", "max_model_steps"):
     _number(problems, f"agent.{option}", config.agent[option], low=1)
   _number(problems, "agent.temperature", config.agent.temperature, low=0, integer=False)

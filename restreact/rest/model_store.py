@@ -127,7 +127,8 @@ class ModelStore:
     e = self.config.engine
     return Engine(model, self.tokenizer, num_slots=e.num_slots, max_len=e.max_len, seed=seed,
                   steps_per_round=e.steps_per_round, prefill_chunk=e.prefill_chunk,
-                  prefill_buckets=tuple(e.prefill_buckets), mesh=self.mesh, chat=self.chat(size))
+                  prefill_buckets=tuple(e.prefill_buckets), mesh=self.mesh, chat=self.chat(size),
+                  block_size=e.block_size, cache_blocks=None if e.cache_blocks < 0 else e.cache_blocks)
 
 
 def text_generator(engine: Engine, *, max_new_tokens: int, seed: int = 0):
