@@ -8,6 +8,7 @@ setup(
     description="ReST meets ReAct: self-improving multi-step search agents with Gemma in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["restreact", "restreact.*"]),
     package_data={"restreact.agent": ["templates/*.txt"]},

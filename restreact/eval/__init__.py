@@ -1,4 +1,4 @@
-"""Auto-eval judge, exact match and F1, repeated runs, human agreement, reports (issue 6)."""
+"""Auto-eval judge, exact match and F1, repeated runs, human agreement, reports."""
 
 from restreact.eval.human import Agreement, RatedAnswer, agreement, export_for_raters, import_ratings
 from restreact.eval.judge import (JudgeItem, JudgeSummary, Verdict, auto_eval, judge_prompt, parse_verdict,

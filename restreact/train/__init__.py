@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on per-step examples: LoRA or full, sharded, preemption-safe (issue 5)."""
+"""Supervised fine-tuning on per-step examples: LoRA or full, sharded, preemption-safe."""
 
 from restreact.train.config import TrainConfig
 from restreact.train.data import Example
