@@ -181,3 +181,16 @@ def test_paired_difference_and_judge_titles_by_hand(tmp_path):
   md, _ = write_report({("pilot", "L"): (0.5, 0.1)}, tmp_path / "x_report.md", tmp_path / "x_report.png",
                        metric="Exact match")
   assert md.read_text().startswith("| Exact match accuracy (%), mean ± std |")
+
+
+def test_the_pipelines_raters_file_is_blind_and_keeps_ratings(tmp_path):
+  from restreact.data import QuestionRecord
+  from restreact.rest.evaluation import Grade, _write_summary, summarize
+  questions = {q: QuestionRecord(q, f"question {q}?", "yes", ("yes",), "test") for q in ("a", "b")}
+  grades = [[Grade(q, "yes", True, True, 1.0, 1.0, "done") for q in questions]]
+  _write_summary(tmp_path, summarize(grades, "exact_match"), grades, questions, raters_csv=True)
+  path = tmp_path / "for_raters.csv"
+  assert path.read_text().splitlines()[0] == "id,question,reference,answer,rating"  # no verdict to anchor raters
+  rate(path, {"a": "1", "b": "0"})
+  _write_summary(tmp_path, summarize(grades, "exact_match"), grades, questions, raters_csv=True)  # a rerun
+  assert import_ratings(path) == {"a": 1.0, "b": 0.0}

@@ -103,7 +103,7 @@ def test_two_generations_grow_rank_improve_eval(finished):
     assert (w / g / "train_xs" / result["checkpoint"]).is_dir()
   summary = json.loads((w / "gen2/eval_xs/summary.json").read_text())
   assert summary["runs"] == 2 and summary["questions"] == 3 and len(summary["auto_eval"]["run_scores"]) == 2
-  assert (w / "gen2/eval_xs/for_raters.csv").read_text().startswith("id,question,reference,answer,auto_eval,rating")
+  assert (w / "gen2/eval_xs/for_raters.csv").read_text().startswith("id,question,reference,answer,rating")  # blind
   report = (w / "report.md").read_text()
   assert "| pilot |" in report and "| gen 2 |" in report and "| Exact match accuracy (%)" in report
   assert "| gen 2 - pilot | XS |" in report and "| gen 2 - gen 1 | L |" in report  # paired differences

@@ -10,6 +10,7 @@ them back for the others.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -122,10 +123,20 @@ def _write_summary(directory: Path, summary: dict, all_grades: list[list[Grade]]
   write_atomic(directory / "summary.json", json.dumps(summary, indent=1, sort_keys=True) + "\n")
   auto = aggregate_runs([{g.question_id: g.auto_eval for g in grades} for grades in all_grades])
   write_atomic(directory / "per_question.md", per_question_table(auto, {q: r.question for q, r in by_id.items()}))
-  if raters_csv:
+  raters = directory / "for_raters.csv"
+  if raters_csv and _has_ratings(raters):
+    log.warning("%s holds ratings: kept, not rewritten", raters)
+  elif raters_csv:  # blind: the auto-eval verdict would anchor the raters (it is in run00.grades.jsonl)
     rows = [RatedAnswer(g.question_id, by_id[g.question_id].question, by_id[g.question_id].answer, g.answer,
                         g.auto_eval) for g in all_grades[0]]
-    export_for_raters(rows, directory / "for_raters.csv", overwrite=True)
+    export_for_raters(rows, raters, blind=True, overwrite=True)
+
+
+def _has_ratings(path: Path) -> bool:
+  if not path.is_file():
+    return False
+  with open(path, encoding="utf-8-sig", newline="") as f:
+    return any((row.get("rating") or "").strip() for row in csv.DictReader(f))
 
 
 def summarize(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
