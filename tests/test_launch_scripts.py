@@ -104,3 +104,14 @@ def test_slurm_outside_an_allocation_prints_usage():
   run = subprocess.run(["bash", str(ROOT / "launch" / "slurm_gpu.sbatch")], capture_output=True, text=True,
                        env={"PATH": os.environ["PATH"]}, timeout=30)
   assert run.returncode == 2 and "sbatch" in run.stderr
+
+
+def test_demo_script_takes_a_workdir_or_flags_first():
+  def dry(*args):
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), *args], env={**os.environ, "DRY_RUN": "1"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+  assert "--workdir=runs/demo --config.eval.runs=5" in dry("--config.eval.runs=5")  # a flag is not a workdir
+  assert "--workdir=/tmp/x --config.seed=1" in dry("/tmp/x", "--config.seed=1")
+  assert ".venv-demo/bin/python" in dry()  # its own environment: CI's `venv --clear .venv` leaves it alone
