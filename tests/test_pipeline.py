@@ -110,6 +110,13 @@ def test_two_generations_grow_rank_improve_eval(finished):
   # the data table: what each generation added, with its rankings and truncations
   assert "| gen 2 | 12 | " in report and "| new trajectories | kept |" in report and "L 0, XS 0 |" in report
   assert (w / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # the run record: what ran, on what, with which code; then how it ended and what each stage took
+  start, end = [json.loads(line) for line in (w / "runs.jsonl").read_text().splitlines()]
+  assert start["event"] == "start" and start["config"]["experiment"] == "gen2_xs" and start["packages"]["jax"]
+  assert start["devices"]["platform"] == "cpu" and "commit" in start["git"]
+  assert end["event"] == "end" and end["started"] == start["started"] and end["outcome"] == "done"
+  assert len(end["stages"]) == 23 and not any(s["skipped"] for s in end["stages"].values())
+  assert all(s["seconds"] is not None for s in end["stages"].values())
 
 
 def test_delivered_model_is_exported_for_transformers(finished):
@@ -147,6 +154,8 @@ def test_rerun_skips_finished_stages(finished):
   assert "starting" not in proc.stderr and "resuming" not in proc.stderr
   assert proc.stderr.count("done earlier, skipped") == 23
   assert outputs(finished) == before
+  end = json.loads((finished / "runs.jsonl").read_text().splitlines()[-1])
+  assert end["outcome"] == "done" and all(s["skipped"] for s in end["stages"].values())
   assert time.time() - start < 120
 
 

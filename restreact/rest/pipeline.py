@@ -16,6 +16,7 @@ Layout under the work directory (each folder is a stage, see `stages.py`):
   export/<size>/                the delivered model (config.size, last generation) as a Hugging Face folder
   report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L)
   LOCK                          while a launch runs: its host and pid (a second launch is refused)
+  runs.jsonl                    per launch: config, git commit, packages, devices; then outcome and stage times
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_e
 from restreact.rest.jsonl import write_atomic
 from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
-from restreact.rest import stand_in_ranker
+from restreact.rest import run_record, stand_in_ranker
 from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.report import write_pipeline_report
@@ -112,7 +113,19 @@ class Pipeline:
     multihost.check_shared(self.workdir)
     with contextlib.ExitStack() as held:
       multihost.from_writer(lambda: held.enter_context(workdir_lock(self.workdir)) and None)
-      return self._run()
+      started = multihost.from_writer(lambda: run_record.record_start(self.workdir, self.config))
+      outcome = "interrupted"
+      try:
+        result = self._run()
+        outcome = "done"
+        return result
+      except Exception as e:
+        outcome = f"failed: {type(e).__name__}: {str(e)[:500]}"
+        raise
+      finally:
+        if multihost.is_writer():
+          with contextlib.suppress(OSError):
+            run_record.record_end(self.workdir, started, self.stages.results, outcome)
 
   def _run(self) -> PipelineResult:
     c = self.config
