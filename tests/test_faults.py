@@ -155,7 +155,7 @@ def test_sigterm_stops_a_rollout_stuck_on_a_hung_tool_in_seconds(tmp_path):
   script.write_text(textwrap.dedent(HUNG))
   proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "t.jsonl")], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
-  assert proc.stdout.readline().strip() == "searching"  # a call is now stuck (no deadline at all)
+  assert "searching" in proc.stdout.readline()  # a call is now stuck (no deadline at all); threads may share a line
   time.sleep(0.5)
   start = time.monotonic()
   proc.send_signal(signal.SIGTERM)

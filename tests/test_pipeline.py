@@ -57,7 +57,7 @@ def outputs(workdir: Path) -> dict:
   out = {}
   for path in sorted(workdir.rglob("*.jsonl")):
     rel = str(path.relative_to(workdir))
-    if "/parts/" in rel or "/dev/" in rel or rel.endswith("metrics.jsonl"):
+    if "/parts/" in rel or "/dev/" in rel or rel.endswith("metrics.jsonl") or rel == "runs.jsonl":  # times
       continue
     if "trajectories" in path.name:
       out[rel] = trajectories(path)
