@@ -100,7 +100,8 @@ def test_export_import_and_agreement(tmp_path):
 
 def test_answers_a_spreadsheet_would_run_are_quoted(tmp_path):
   formulas = ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx"]
-  rows = [RatedAnswer(f"f{i}", "q", "r", a, True) for i, a in enumerate(formulas)] + [RatedAnswer("ok", "q", "r", "1-2", False)]
+  rows = [RatedAnswer(f"f{i}", "q", "r", a, True) for i, a in enumerate(formulas)]
+  rows.append(RatedAnswer("ok", "q", "r", "1-2", False))
   with open(export_for_raters(rows, tmp_path / "a.csv"), newline="", encoding="utf-8") as f:
     answers = [row["answer"] for row in csv.DictReader(f)]
   assert answers == ["'" + a for a in formulas] + ["1-2"]

@@ -71,8 +71,8 @@ class Engine(PrefillMixin):
   (`restreact.models.chat`) and `<end_of_turn>` ends a sample like EOS; token-id prompts are taken as given.
 
   Prefix caching keeps `cache_blocks` blocks of `block_size` tokens, every layer at full length (default: as
-  many bytes as the slots' cache; 0 turns it off). `stats` counts prefill_tokens (computed), prefix_tokens_reused (copied from the cache),
-  decoded_tokens and decode_rounds.
+  many bytes as the slots' cache; 0 turns it off). `stats` counts prefill_tokens (computed),
+  prefix_tokens_reused (copied from the cache), decoded_tokens and decode_rounds.
   """
 
   def __init__(self, model: Transformer, tokenizer: Tokenizer | None, *, num_slots: int, max_len: int, seed: int = 0,

@@ -56,9 +56,10 @@ def record_start(workdir: Path, config) -> str:
   """Append the start line; returns the launch's start time, which names it in the end line."""
   devices = jax.devices()
   started = _now()
+  hardware = {"platform": devices[0].platform, "kind": devices[0].device_kind, "count": len(devices),
+              "processes": jax.process_count()}
   _append(workdir, {"event": "start", "started": started, "config": json.loads(config.to_json()), "git": _git(),
-                    "packages": _versions(), "devices": {"platform": devices[0].platform, "kind": devices[0].device_kind,
-                                                         "count": len(devices), "processes": jax.process_count()}})
+                    "packages": _versions(), "devices": hardware})
   return started
 
 
