@@ -37,6 +37,26 @@ def wrap(prompt: str) -> str:
   return f"{USER_TURN}{prompt.strip()}{END_OF_TURN}\n{MODEL_TURN}"
 
 
+def wrap_messages(messages: list[tuple[str, str]]) -> str:
+  """A conversation of (role, text) turns as Gemma 3's chat template renders it with add_generation_prompt (no
+  BOS): a leading "system" text prefixes the first user turn, "assistant" turns are the model's, roles must
+  alternate user/assistant starting with user. One user turn gives `wrap(text)`."""
+  if messages and messages[0][0] == "system":
+    system, messages = messages[0][1], messages[1:]
+  else:
+    system = None
+  if not messages:
+    raise ValueError("a conversation needs at least one user message")
+  out = []
+  for i, (role, text) in enumerate(messages):
+    if role not in ("user", "assistant") or (role == "user") != (i % 2 == 0):
+      raise ValueError("conversation roles must alternate user/assistant/user/assistant/... after an optional "
+                       f"first system message; message {i + (system is not None)} has role {role!r}")
+    prefix = system + "\n\n" if i == 0 and system is not None else ""
+    out.append(f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{prefix}{text.strip()}{END_OF_TURN}\n")
+  return "".join(out) + MODEL_TURN
+
+
 def wrap_prefix(prefix: str) -> str:
   """How the wrapped prompts that start with `prefix` start (a shared preamble, prefilled once by the engine)."""
   return USER_TURN + prefix.lstrip()

@@ -51,7 +51,8 @@ def request_json(session: requests.Session, method: str, url: str, *, timeout: f
           wait = _retry_after(response.headers.get("Retry-After"))
           continue
         if response.status_code >= 400:
-          raise SearchError(f"{url}: HTTP {response.status_code}")
+          raise HTTPStatusError(f"{url}: HTTP {response.status_code}", response.status_code,
+                                _error_detail(response))
         body = _read_capped(response, max_bytes, url, end, deadline)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):  # the latter: a body read stalled
       last = f"timed out after {timeout}s"
@@ -71,6 +72,23 @@ def request_json(session: requests.Session, method: str, url: str, *, timeout: f
       raise SearchError(f"{url}: response is not usable JSON ({type(e).__name__})") from None
   log.warning("%s %s failed after %d attempts: %s", method, url, attempts, last)
   raise SearchError(f"{url}: {last} (after {attempts} attempts, {deadline:g}s deadline)")
+
+
+class HTTPStatusError(SearchError):
+  """A 4xx answer that retrying would not change; `status` is its code, `detail` the start of its body (an API's
+  error message, e.g. OpenAI's {"error": {"message": ...}}), for callers that treat some codes as answers."""
+
+  def __init__(self, message: str, status: int, detail: str = ""):
+    super().__init__(message)
+    self.status, self.detail = status, detail
+
+
+def _error_detail(response: requests.Response, limit: int = 2000) -> str:
+  """Up to `limit` characters of an error answer's body; "" when it cannot be read."""
+  try:
+    return response.raw.read(limit, decode_content=True).decode("utf-8", "replace")
+  except Exception:  # a broken body only loses the detail; the status says enough
+    return ""
 
 
 def _retry_after(value: str | None) -> float:
