@@ -3,10 +3,11 @@
 An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `experiment.get_config(2, "xs", arg)`:
 run the ReST loop up to generation 2 and deliver the XS model. Generation 0 is the pilot.
 Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted) or "pilot:l" /
-"gen1:l" / "gen2:l" (a size fine-tuned in that generation). CPU demos, where no instruction-tuned
-model exists, use stand-ins: the judge "exact_match" and the ranker "world_rules" (rules that read the
-ranking prompt of the synthetic world, `restreact/rest/stand_in_ranker.py`). The ranker "perplexity"
-asks no one: the no-feedback ablation.
+"gen1:l" / "gen2:l" (a size fine-tuned in that generation), or "openai:MODEL@http://HOST:PORT/v1" (a model
+behind an OpenAI-compatible server: vLLM, SGLang, a hosted API, `python -m restreact.serve`). CPU demos, where
+no instruction-tuned model exists, use stand-ins: the judge "exact_match" and the ranker "world_rules" (rules
+that read the ranking prompt of the synthetic world, `restreact/rest/stand_in_ranker.py`). The ranker
+"perplexity" asks no one: the no-feedback ablation.
 """
 
 import ml_collections
@@ -44,6 +45,8 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.eval_sizes = tuple(s for s in SIZES if s in ("l", size))  # columns of the report
   c.seed = 0
   c.progress = True
+  # A Weights & Biases project to mirror the run's metrics to (WORKDIR/tensorboard/ has them either way); "": off.
+  c.wandb = ""
   # (data, fsdp, tensor) over every device of every process; -1: the rest. FSDP over all devices suits
   # fine-tuning; a tensor axis (e.g. (1, -1, 8) on 8-GPU nodes) cuts a 27B decode's per-device weights.
   c.mesh_shape = (1, -1, 1)
@@ -83,13 +86,16 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.engine = ml_collections.ConfigDict(dict(num_slots=64, max_len=4096, prefill_chunk=512,
                                             prefill_buckets=(128, 512), steps_per_round=8, max_in_flight=64,
                                             tool_workers=16, block_size=16, cache_blocks=-1))
-  # Pilot trajectories: "prompted" (the base L, few-shot) or "scripted" (the synthetic world's solver).
+  # Pilot trajectories: "prompted" (the base L, few-shot), "scripted" (the synthetic world's solver), or
+  # "openai:MODEL@URL" (the prompted L behind an OpenAI-compatible server; models.l.chat=True sends each step as a
+  # chat message, else as text to continue).
   c.pilot = ml_collections.ConfigDict(dict(source="prompted", num_candidates=1))  # candidates: scripted only
   # Growing: trajectories per question per generation; candidates per step (0: models.l.num_candidates) and
   # temperature (None: agent.temperature) of the L that grows generations 1 and 2.
   c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4), num_candidates=0,
                                           temperature=ml_collections.config_dict.placeholder(float)))
-  # ranker: a model reference, "world_rules" (the demo's stand-in) or "perplexity" (no feedback: ablation).
+  # ranker: a model reference ("base:l", "openai:MODEL@URL", ...), "world_rules" (the demo's stand-in) or
+  # "perplexity" (no feedback: ablation).
   c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
   # weights: with size 0, how many times each generation's unique examples enter (1: all of them, once);
   # with size > 0, each generation's share of `size` examples. drop_ungrounded: leave out trajectories whose
@@ -107,6 +113,12 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
       save_every=200, keep=2, eval_every=250, log_every=10))
   c.eval = ml_collections.ConfigDict(dict(
       runs=10, set="test", judge="base:l", judge_few_shot=True, dev_limit=0, dev_runs=1, raters_csv=True))
+  # Models behind OpenAI-compatible servers (vLLM, SGLang, a hosted API, `python -m restreact.serve`), named
+  # "openai:MODEL@http://HOST:PORT/v1" in rank.ranker, eval.judge or pilot.source. The API key is read from the
+  # environment variable named api_key_env (the name, never the key, is in the config and the run record);
+  # timeout: seconds per read (a reply comes whole, so it bounds one generation); retries; workers: requests in
+  # flight at once.
+  c.openai = ml_collections.ConfigDict(dict(api_key_env="OPENAI_API_KEY", timeout=600.0, retries=2, workers=8))
 
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(v for v in VARIANTS if v)}")

@@ -18,19 +18,9 @@ from restreact.agent.records import read_records
 from restreact.rest import read_card, read_rankings
 from restreact.rest.stages import STAGE_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = "--config=configs/gen2_xs.py:quick"
+from pipeline_util import CONFIG, ROOT, launch
+
 pytestmark = pytest.mark.slow
-
-
-def launch(workdir: Path, *extra: str, wait: bool = True):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  cmd = [sys.executable, "-m", "restreact.launch", CONFIG, f"--workdir={workdir}", *extra]
-  if not wait:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-  return proc
 
 
 def stage(workdir: Path, name: str) -> dict:
@@ -67,15 +57,13 @@ def outputs(workdir: Path) -> dict:
       out[rel] = path.read_text()
   for path in sorted(workdir.rglob("summary.json")) + sorted(workdir.rglob("result.json")):
     out[str(path.relative_to(workdir))] = json.loads(path.read_text())
-  out["report.md"] = (workdir / "report.md").read_text()
+  out["report.md"] = (workdir / "report.md").read_text().split("## Stage times")[0]  # times differ by run
   return out
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-  workdir = tmp_path_factory.mktemp("rest") / "run"
-  launch(workdir)
-  return workdir
+def finished(quick_run) -> Path:
+  return quick_run  # launched once per session (tests/conftest.py), shared with the tests that only read it
 
 
 def test_two_generations_grow_rank_improve_eval(finished):

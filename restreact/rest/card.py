@@ -101,6 +101,9 @@ class MixtureCard:
     if self.max_tokens:
       cut = ", ".join(f"{v} longer than the {k.upper()} rows" for k, v in self.truncated.items())
       head += ["", f"Longest example: {self.max_tokens} tokens" + (f"; {cut}." if cut else ".")]
+    for s in self.sources:  # a source that gave nothing must not read as data
+      if s.trajectories_used == 0:
+        head += ["", f"**{s.name} added no data**: none of its {s.trajectories_skipped} trajectories was kept."]
     return "\n".join(head + [""] + rows + [""] + types + [""] + ranks + [""] + parents) + "\n"
 
   def write(self, folder: Path) -> None:

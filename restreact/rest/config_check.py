@@ -18,7 +18,9 @@ from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_confi
 from restreact.rest import stand_in_ranker
 from restreact.rest.pipeline import model_ranker, trained_sizes
 from restreact.rest.rank import PERPLEXITY
+from restreact.rest.run_metrics import check_wandb
 from restreact.rest.setup import TOOL_KINDS, uses_world
+from restreact.serve.client import FORM as OPENAI_FORM, OpenAIRef, is_openai_ref
 
 DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
 
@@ -33,7 +35,7 @@ def models_needed(config) -> dict[str, str]:
   for g in range(config.generation + 1):
     for size in trained_sizes(config, g):
       needed.setdefault(size, f"{GENERATIONS[g]} fine-tunes it")
-  if config.pilot.source != "scripted":
+  if config.pilot.source != "scripted" and not is_openai_ref(config.pilot.source):  # a remote L needs no weights
     needed.setdefault("l", "the prompted L grows the pilot data")
   for option in ("rank.ranker", "eval.judge"):
     ref = config.rank.ranker if option == "rank.ranker" else config.eval.judge
@@ -111,11 +113,17 @@ def _check_refs(config, problems: list[str]) -> None:
   for option, ref in (("rank.ranker", config.rank.ranker), ("eval.judge", config.eval.judge)):
     if option == "eval.judge" and ref == EXACT_MATCH_JUDGE or option == "rank.ranker" and not model_ranker(config):
       continue
+    if is_openai_ref(ref):  # a model behind an OpenAI-compatible server
+      try:
+        OpenAIRef.parse(ref)
+      except ValueError as e:
+        problems.append(f"config.{option}: {e}")
+      continue
     try:
       parsed = ModelRef.parse(ref)
     except ValueError as e:
-      more = (" or 'exact_match'" if option == "eval.judge"
-              else f", {stand_in_ranker.NAME!r} (demo stand-in) or {PERPLEXITY!r} (no feedback)")
+      more = (f", '{OPENAI_FORM}'" + (" or 'exact_match'" if option == "eval.judge"
+              else f", {stand_in_ranker.NAME!r} (demo stand-in) or {PERPLEXITY!r} (no feedback)"))
       problems.append(f"config.{option}: {e}{more}")
       continue
     if parsed.generation is not None and parsed.generation >= config.generation and option == "rank.ranker":
@@ -172,6 +180,10 @@ def _check_numbers(config, problems: list[str]) -> None:
   _number(problems, "tool.max_failure_rate", config.tool.max_failure_rate, low=0, high=1, integer=False)
   _number(problems, "rank.max_new_tokens", config.rank.max_new_tokens, low=1)
   _number(problems, "rank.chunk", config.rank.chunk, low=1)
+  if "openai" in config:
+    _number(problems, "openai.timeout", config.openai.timeout, low=0, integer=False, low_open=True)
+    _number(problems, "openai.retries", config.openai.retries, low=0)
+    _number(problems, "openai.workers", config.openai.workers, low=1)
   _number(problems, "mixture.size", config.mixture.size, low=0)
   weights = tuple(config.mixture.weights)[:config.generation + 1]
   for i, w in enumerate(weights):
@@ -204,8 +216,14 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
   if len(shape) != 3 or shape.count(-1) > 1 or any(type(s) is not int or (s < 1 and s != -1) for s in shape):
     problems.append(f"config.mesh_shape={shape!r}: three integers (data, fsdp, tensor), each at least 1 or one -1")
   _check_data(config, problems)
-  if config.pilot.source not in ("prompted", "scripted"):
-    problems.append(f"config.pilot.source={config.pilot.source!r}: choose 'prompted' or 'scripted'")
+  if is_openai_ref(config.pilot.source):
+    try:
+      OpenAIRef.parse(config.pilot.source)
+    except ValueError as e:
+      problems.append(f"config.pilot.source: {e}")
+  elif config.pilot.source not in ("prompted", "scripted"):
+    problems.append(f"config.pilot.source={config.pilot.source!r}: choose 'prompted', 'scripted' or "
+                    f"'{OPENAI_FORM}' (the prompted L behind an OpenAI-compatible server)")
   if config.tool.kind not in TOOL_KINDS:
     problems.append(f"config.tool.kind={config.tool.kind!r}: choose one of {TOOL_KINDS}")
   elif config.tool.kind == "bm25" and config.tool.corpus != "world" and not Path(config.tool.corpus).is_file():
@@ -221,6 +239,13 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
                     + (""" (a tuple on the command line: --config.eval_sizes="('l', 'xs')")"""
                        if any("," in s for s in unknown) else ""))
   _check_numbers(config, problems)
+  if not isinstance(config.get("wandb", ""), str):
+    problems.append(f"config.wandb={config.wandb!r}: a Weights & Biases project name, or '' (off)")
+  else:
+    try:
+      check_wandb(config.get("wandb", ""))
+    except ValueError as e:
+      problems.append(str(e))
   for option, values in (("grow.samples", config.grow.samples), ("mixture.weights", config.mixture.weights)):
     if len(values) < config.generation + 1:
       problems.append(f"config.{option} has {len(values)} entries for {config.generation + 1} generations")

@@ -14,7 +14,8 @@ Layout under the work directory (each folder is a stage, see `stages.py`):
                  /train_<size>/ the trainer's workdir (checkpoints, best/, metrics.jsonl) and result.json
                  /eval_<size>/  runNN.trajectories.jsonl, runNN.grades.jsonl, summary.json, per_question.md
   export/<size>/                the delivered model (config.size, last generation) as a Hugging Face folder
-  report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L)
+  report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L), data and stage times
+  tensorboard/                  the run's scalars per generation (`run_metrics.py`)
   LOCK                          while a launch runs: its host and pid (a second launch is refused)
   runs.jsonl                    per launch: config, git commit, packages, devices; then outcome and stage times
 """
@@ -41,12 +42,14 @@ from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_e
 from restreact.rest.jsonl import write_atomic
 from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
-from restreact.rest import run_record, stand_in_ranker
+from restreact.rest import run_metrics, run_record, stand_in_ranker
 from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.report import write_pipeline_report
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.rest.stages import Stages
+from restreact.serve import client as remote
+from restreact.serve.sampler import RemoteSampler
 from restreact.train import Example, train
 from restreact.train.data import row_tokens as train_row_tokens
 
@@ -127,16 +130,33 @@ class Pipeline:
           with contextlib.suppress(OSError):
             run_record.record_end(self.workdir, started, self.stages.results, outcome)
 
-  def _run(self) -> PipelineResult:
+  def open(self) -> None:
+    """The setup stage (run, or loaded when done), the model store and the base models' fingerprints: what every
+    later stage needs. `restreact.ask` and `restreact.evaluate` open a run folder this way."""
     c = self.config
     setup = run_setup.run(c, self.stages)
     self.setup_fp, self.env = setup.fingerprint, setup.value
     self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
     self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it
     for size in SIZES:
-      self._fps[f"base:{size}"] = _spec_fp(c, size, self.store.chat(size))
-    for g in range(c.generation + 1):
-      self._generation(g)
+      self._fps[f"base:{size}"] = spec_fingerprint(c, size, self.store.chat(size))
+
+  def _run(self) -> PipelineResult:
+    c = self.config
+    self.open()
+    metrics = run_metrics.RunMetrics(self.workdir, c) if multihost.is_writer() else None
+    try:
+      for g in range(c.generation + 1):
+        finished = False
+        try:
+          self._generation(g)
+          finished = True
+        finally:  # TensorBoard gets an interrupted generation's finished stages too
+          if metrics is not None:
+            metrics.update(g, finished=finished)
+    finally:
+      if metrics is not None:
+        metrics.close()
     self._export()
     report = write_pipeline_report(self.workdir, self.stages.results, progress=self.progress) \
         if multihost.is_writer() else None
@@ -184,6 +204,12 @@ class Pipeline:
     if g == 0 and c.pilot.source == "scripted":
       return "scripted", lambda seed: ScriptedSampler(WorldSolver(self.env.world)), \
           agent_config(c, "l", prompted=False, num_candidates=int(c.pilot.num_candidates))
+    if g == 0 and remote.is_openai_ref(c.pilot.source):  # the prompted L, served elsewhere
+      agent = agent_config(c, "l", prompted=True, num_candidates=c.grow.num_candidates or None,
+                           temperature=c.grow.temperature)
+      client = remote.OpenAIClient(c.pilot.source, remote.ClientSettings.from_config(c))
+      return remote.identity(c.pilot.source), lambda seed: client.check() or RemoteSampler(
+          client, agent, seed=seed, chat=bool(c.models.l.chat)), agent
     ref = ModelRef("base", "l") if g == 0 else ModelRef(GENERATIONS[g - 1], "l")
     agent = agent_config(c, "l", prompted=ref.stage == "base", num_candidates=c.grow.num_candidates or None,
                          temperature=c.grow.temperature)
@@ -203,13 +229,13 @@ class Pipeline:
       seed = c.seed * 1000 + 10 * g
       summary = rollout(tasks, make_sampler(seed), self.env.tool, agent, d / "trajectories.jsonl",
                         lineage=Lineage(policy, g, agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
-                        tool_workers=c.engine.tool_workers, **self._search_limits(), progress=self.progress)
+                        tool_workers=c.engine.tool_workers, **self.search_limits(), progress=self.progress)
       return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped, searches=summary.searches,
                   search_errors=summary.search_errors)
 
     return self.stages.run(f"{name}/grow", inputs, fn)
 
-  def _search_limits(self) -> dict:
+  def search_limits(self) -> dict:
     """The rollout's search deadline (the tool's own, plus slack for it to report first) and outage threshold."""
     return dict(search_deadline=float(self.config.tool.deadline) + 5.0,
                 max_failure_rate=float(self.config.tool.max_failure_rate))
@@ -231,6 +257,9 @@ class Pipeline:
       return None
     if c.rank.ranker == stand_in_ranker.NAME:
       return stand_in_ranker.generate
+    if remote.is_openai_ref(c.rank.ranker):
+      return _Lazy(lambda: remote.remote_generator(c.rank.ranker, c, max_new_tokens=c.rank.max_new_tokens,
+                                                   seed=c.seed))
     ranker = ModelRef.parse(c.rank.ranker)
     return _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
         self.store.engine(self.store.load(ranker), size=ranker.size, seed=c.seed),
@@ -238,8 +267,9 @@ class Pipeline:
 
   def _rank(self, g: int, grow):
     c, name = self.config, GENERATIONS[g]
-    inputs = dict(grow=grow.fingerprint, ranker=c.rank.ranker, ranker_fp=self._fps.get(c.rank.ranker, ""),
-                  few_shot=c.rank.few_shot, max_new_tokens=c.rank.max_new_tokens, seed=c.seed, chunk=c.rank.chunk)
+    inputs = dict(grow=grow.fingerprint, ranker=remote.identity(c.rank.ranker),
+                  ranker_fp=self._fps.get(c.rank.ranker, ""), few_shot=c.rank.few_shot,
+                  max_new_tokens=c.rank.max_new_tokens, seed=c.seed, chunk=c.rank.chunk)
     generate = self._ranker(g)
 
     def fn(d: Path):
@@ -293,6 +323,9 @@ class Pipeline:
       c = self.config
       if c.eval.judge == EXACT_MATCH_JUDGE:
         self._judge_cache = Judge(EXACT_MATCH_JUDGE)
+      elif remote.is_openai_ref(c.eval.judge):
+        self._judge_cache = Judge(remote.identity(c.eval.judge), lambda: remote.remote_generator(
+            c.eval.judge, c, max_new_tokens=8, seed=c.seed), few_shot=c.eval.judge_few_shot)
       else:
         ref = ModelRef.parse(c.eval.judge)
         self._judge_cache = Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
@@ -302,6 +335,8 @@ class Pipeline:
 
   def _judge_fp(self) -> str:
     judge = self.config.eval.judge
+    if remote.is_openai_ref(judge):  # the model's name; where it is served may change between launches
+      return remote.identity(judge)
     return judge if judge == EXACT_MATCH_JUDGE else f"{judge}@{self._fps.get(judge, '')}"
 
   def _train(self, g: int, size: str, mixture) -> None:
@@ -317,7 +352,7 @@ class Pipeline:
       def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
         return dev_score(self.env.dev, engine=self.store.engine(model, size=size, seed=c.seed), tool=self.env.tool,
                          agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev",
-                         **self._search_limits())
+                         **self.search_limits())
 
       examples = [Example(*e) for e in multihost.from_writer(
           lambda: [[e.prompt, e.target] for e in read_mixture(mixture.directory / "mixture.jsonl")])]
@@ -346,16 +381,21 @@ class Pipeline:
     questions = self.env.eval_questions
     inputs = dict(model=str(ref), model_fp=self._fps[str(ref)], questions=[q.id for q in questions],
                   runs=c.eval.runs, judge=self._judge_fp(), agent=dataclasses.asdict(agent), seed=c.seed)
+    self.stages.run(f"{name}/eval_{size}", inputs, lambda d: self.eval_model(d, ref, questions, int(c.eval.runs), g),
+                    load=lambda d: json.loads((d / "summary.json").read_text()))
+
+  def eval_model(self, d: Path, ref: ModelRef, questions, runs: int, g: int, *, few_shot: bool | None = None) -> dict:
+    """R runs of model `ref` over `questions` into folder `d`, graded by the run's judge: the eval stage's work,
+    and `restreact.evaluate`'s (any model, any question set). `g` is the generation it is done for; `few_shot`
+    unset prompts base models few-shot and fine-tuned ones zero-shot, as they were trained."""
+    c = self.config
+    agent = agent_config(c, ref.size, prompted=ref.stage == "base" if few_shot is None else few_shot)
     judge = self._judge(g)
-    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), size=size, seed=c.seed))
-    self.stages.run(
-        f"{name}/eval_{size}", inputs,
-        lambda d: run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
-                           judge=judge, runs=int(c.eval.runs), seed=c.seed + 1, lineage=Lineage(str(ref), g,
-                           agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
-                           tool_workers=c.engine.tool_workers, progress=self.progress,
-                           raters_csv=bool(c.eval.raters_csv), **self._search_limits()),
-        load=lambda d: json.loads((d / "summary.json").read_text()))
+    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), size=ref.size, seed=c.seed))
+    return run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
+                    judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(str(ref), g, agent.fingerprint()),
+                    max_in_flight=c.engine.max_in_flight, tool_workers=c.engine.tool_workers, progress=self.progress,
+                    raters_csv=bool(c.eval.raters_csv), **self.search_limits())
 
   # ---------------------------------------------------------------------------------------------- export
 
@@ -403,7 +443,8 @@ def _agreed_records(path: Path) -> list[TrajectoryRecord]:
   return [TrajectoryRecord.from_json(line) for line in lines]
 
 
-def _spec_fp(config, size: str, chat: bool = False) -> str:
+def spec_fingerprint(config, size: str, chat: bool = False) -> str:
+  """What identifies a size's base model: the train stages record it (a run folder's models are checked against it)."""
   spec = config.models[size]
   return json.dumps(dict(checkpoint=spec.checkpoint, preset=spec.preset, overrides=dict(spec.overrides),
                          dtype=spec.dtype, seed=config.seed, **({"chat": True} if chat else {})), sort_keys=True)

@@ -1,5 +1,6 @@
 """The run's report: Table 1 (named after its judge, mean ± std over runs) and its plot, paired per-question
-differences between generations, EM, F1, and the training data of each generation."""
+differences between generations, EM, F1, the training data of each generation (a generation that added none is
+flagged) and each stage's time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from restreact.agent.records import ToolStep, read_records
 from restreact.eval import format_mean_std, write_report
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.model_store import GENERATIONS
+from restreact.rest.stages import STAGE_FILE
 
 ROW = {"pilot": "pilot", "gen1": "gen 1", "gen2": "gen 2"}
 COLUMN = {"xs": "XS", "s": "S", "l": "L"}
@@ -92,12 +94,70 @@ def _data_table(workdir: Path) -> list[str]:
     ranked = sum(statuses.get(k, 0) for k in ("ok", "partial", "invalid"))
     new = own["trajectories_used"] + own["trajectories_skipped"]
     truncated = ", ".join(f"{COLUMN.get(k, k)} {v}" for k, v in card.get("truncated", {}).items()) or "not counted"
-    lines.append(f"| {ROW[g]} | {new} | {own['trajectories_used']} | {dropped.get('failed', 0)}, "
+    kept = own["trajectories_used"] or "**0: no new data**"
+    lines.append(f"| {ROW[g]} | {new} | {kept} | {dropped.get('failed', 0)}, "
                  f"{dropped.get('ungrounded', 0)}, {dropped.get('unsupported', 0)} | {ranked} | {own['fallbacks']} | "
                  f"{own.get('retargeted', 0)} | "
                  f"{statuses.get('skipped', 0) + statuses.get('perplexity', 0)} | {card['examples']} | {truncated} | "
                  f"{_failed_searches(workdir / g / 'grow' / 'trajectories.jsonl')} |")
   return lines if len(lines) > 2 else []
+
+
+def empty_generations(workdir: Path) -> dict[str, int]:
+  """Generations whose mixture kept none of their own grown trajectories (name -> how many were grown): their
+  models trained on earlier generations' data only."""
+  out = {}
+  for g in GENERATIONS:
+    card_path = workdir / g / "mixture" / "card.json"
+    if card_path.is_file():
+      card = json.loads(card_path.read_text(encoding="utf-8"))
+      own = next((s for s in card["sources"] if s["name"] == g), None)
+      if own is not None and own["trajectories_used"] == 0:
+        out[g] = own["trajectories_skipped"]
+  return out
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 60:
+    return f"{seconds:.1f} s"
+  minutes, rest = divmod(round(seconds), 60)
+  return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def stage_times(workdir: Path) -> list[str]:
+  """A table of each finished stage's seconds (from its stage.json), one row per generation, with totals."""
+  rows: dict[str, dict[str, float]] = {}
+  for marker in sorted(workdir.glob(f"*/{STAGE_FILE}")) + sorted(workdir.glob(f"*/*/{STAGE_FILE}")):
+    try:
+      raw = json.loads(marker.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+      continue
+    if raw.get("status") != "done" or raw.get("seconds") is None:
+      continue
+    group, _, stage = raw.get("name", "").partition("/")
+    if stage:
+      rows.setdefault(group, {})[stage] = float(raw["seconds"])
+    else:  # setup and export: a stage of their own
+      rows.setdefault(group, {})["(all)"] = float(raw["seconds"])
+  order = ["setup", *GENERATIONS, "export"]
+  groups = [g for g in order if g in rows]
+  if not groups:
+    return []
+  columns = [c for c in ("grow", "rank", "mixture") if any(c in rows[g] for g in groups)]
+  columns += sorted({c for g in groups for c in rows[g] if c.startswith("train_")}, key=_size_order)
+  columns += sorted({c for g in groups for c in rows[g] if c.startswith("eval_")}, key=_size_order)
+  lines = ["| stage | " + " | ".join(columns) + " | total |", "|---|" + "---:|" * (len(columns) + 1)]
+  for g in groups:
+    cells = [_duration(rows[g][c]) if c in rows[g] else "" for c in columns]
+    lines.append(f"| {ROW.get(g, g)} | " + " | ".join(cells) + f" | {_duration(sum(rows[g].values()))} |")
+  total = _duration(sum(v for g in groups for v in rows[g].values()))
+  lines.append("| all | " + " | ".join("" for _ in columns) + f" | {total} |")
+  return lines
+
+
+def _size_order(stage: str) -> int:
+  size = stage.partition("_")[2]
+  return list(COLUMN).index(size) if size in COLUMN else len(COLUMN)
 
 
 def _failed_searches(path: Path) -> str:
@@ -121,6 +181,9 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
   lines = [md.read_text(encoding="utf-8"), "",
            f"Judge: `{any_summary['judge']}`; {any_summary['runs']} runs over {any_summary['questions']} questions "
            "each; std is the sample std over runs.", ""]
+  for g, grown in empty_generations(workdir).items():
+    lines += [f"**{ROW[g]} added no new data**: its mixture kept none of the {grown} trajectories it grew, so its "
+              "models were trained on earlier generations' data only (see Training data).", ""]
   if paired := _paired_table(workdir, summaries):
     lines += [f"Paired per-question differences in {title.lower()} (each question's mean over runs; s.e. over "
               "questions):", "", *paired, ""]
@@ -133,6 +196,9 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
   if data := _data_table(workdir):
     lines += ["## Training data", "", "What each generation's grow stage added to its mixture; ranked steps had "
               "two or more candidates and a ranker reply; fallbacks fell back to perplexity order.", "", *data, ""]
+  if times := stage_times(workdir):
+    lines += ["## Stage times", "", "Wall time of each finished stage (a stage resumed after an interruption "
+              "counts its last launch only; `runs.jsonl` has every launch).", "", *times, ""]
   md.write_text("\n".join(lines) + "\n", encoding="utf-8")
   if progress:
     print(md.read_text(encoding="utf-8"))
