@@ -94,7 +94,8 @@ def test_tensor_in_two_shards_is_an_error(saved, tmp_path):
   save_file(tensors, tmp_path / "a.safetensors", metadata={"format": "pt"})
   save_file({"model.norm.weight": tensors["model.norm.weight"]}, tmp_path / "b.safetensors", metadata={"format": "pt"})
   weight_map = {name: "a.safetensors" for name in tensors}
-  (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {**weight_map, "x": "b.safetensors"}}))
+  index = {"weight_map": {**weight_map, "x": "b.safetensors"}}
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
   (tmp_path / "config.json").write_text((saved / "config.json").read_text())
   with pytest.raises(ValueError, match="model.norm.weight appears in more than one file"):
     from_pretrained(tmp_path, progress=False)

@@ -76,7 +76,8 @@ def test_hotpotqa_official_json_and_jsonl(tmp_path):
   official = [{"_id": "5ab1", "question": "Which band was formed first?", "answer": "The Kinks", "level": "hard"},
               {"_id": "5ab2", "question": "Are both cities in Italy?", "answer": "yes"}]
   records = load_questions("hotpotqa", write(tmp_path / "hotpot_dev.json", json.dumps(official)))
-  assert [(r.id, r.answer, r.source) for r in records] == [("5ab1", "The Kinks", "hotpotqa"), ("5ab2", "yes", "hotpotqa")]
+  assert [(r.id, r.answer, r.source) for r in records] == [("5ab1", "The Kinks", "hotpotqa"),
+                                                            ("5ab2", "yes", "hotpotqa")]
   lines = "".join(json.dumps({"id": o["_id"], "question": o["question"], "answer": o["answer"]}) + "\n"
                   for o in official)
   assert load_questions("hotpotqa", write(tmp_path / "dev.jsonl", lines)) == records

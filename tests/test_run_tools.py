@@ -113,6 +113,8 @@ def test_wandb_mirrors_the_scalars_and_is_checked(quick_run, tmp_path, monkeypat
   metrics = RunMetrics(run, config)
   for g in range(3):
     metrics.update(g)
+  metrics.update(0, finished=False)  # a relaunch refused in the pilot keeps the generations finished before
+  assert sorted(read_scalars(run / "tensorboard")["eval_xs/accuracy_mean"]) == [0, 1, 2]
   metrics.close()
   assert [step for step, _ in logged[:3]] == [0, 1, 2] and logged[3] == "finished"
   from restreact.rest.run_metrics import generation_scalars

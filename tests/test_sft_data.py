@@ -114,7 +114,8 @@ def test_target_is_ranked_best_parseable_else_chosen(data):
   want = [s.candidates[i].text for s, i in zip(r1.model_steps(), [0, 1] + [0] * 20)]
   assert got == want
   few = step_examples(r0, few_shot=True)[0]
-  assert few.prompt == step_preamble(steps[0].step_type, few_shot=True) + steps[0].input + "\n" and "# EXAMPLES" in few.prompt
+  assert few.prompt == step_preamble(steps[0].step_type, few_shot=True) + steps[0].input + "\n"
+  assert "# EXAMPLES" in few.prompt
 
 
 def test_failed_trajectories_skipped_by_default_and_misfit_rankings_rejected(data):

@@ -154,9 +154,11 @@ class RunMetrics:
                                dir=str(self.workdir), config=json.loads(config.to_json()))
 
   def update(self, upto: int, *, finished: bool = True) -> None:
-    """Rewrite the event file for generations 0..upto; mirror generation `upto` to wandb when it `finished`."""
+    """Rewrite the event file from every generation's finished stages on disk (a launch that stops early, e.g.
+    refused for changed inputs, keeps the later generations an earlier launch finished); mirror generation
+    `upto` to wandb when it `finished`."""
     try:
-      scalars = {g: generation_scalars(self.workdir, g) for g in range(upto + 1)}
+      scalars = {g: generation_scalars(self.workdir, g) for g in range(len(GENERATIONS))}
       write_tensorboard(self.workdir, {g: v for g, v in scalars.items() if v})
     except Exception as e:  # pylint: disable=broad-except  # metrics never stop (or mask the error of) a run
       log.warning("TensorBoard metrics not written: %s: %s", type(e).__name__, e)

@@ -42,7 +42,8 @@ def text_config_and_family(hf: dict[str, Any]) -> tuple[dict[str, Any], str]:
   model_type = hf.get("model_type")
   archs = hf.get("architectures") or []
   if unknown := [a for a in archs if a not in _SUPPORTED_ARCHS]:
-    raise UnsupportedCheckpointError(f"unsupported architecture {unknown}; restreact loads {', '.join(_SUPPORTED_ARCHS)}")
+    raise UnsupportedCheckpointError(
+        f"unsupported architecture {unknown}; restreact loads {', '.join(_SUPPORTED_ARCHS)}")
   if model_type == "gemma3" or "Gemma3ForConditionalGeneration" in archs:
     if not isinstance(hf.get("text_config"), dict):
       raise UnsupportedCheckpointError("Gemma 3 multimodal config.json has no 'text_config'")
