@@ -105,6 +105,9 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False,
                                              drop_ungrounded=False, drop_unsupported=False))
 
+  # Demos' random-init models read the world's corpus (steps of next-token training on its passages) before any
+  # fine-tuning, as real checkpoints were pretrained; 0: off. Sizes with a checkpoint are never pretrained.
+  c.pretrain = ml_collections.ConfigDict(dict(steps=0, learning_rate=3e-3, warmup_steps=20))
   c.train = ml_collections.ConfigDict(dict(
       total_steps=1000, batch_size=16, seq_len=4096, buckets=ml_collections.config_dict.placeholder(tuple),
       learning_rate=1e-5, warmup_steps=50, schedule="cosine",
@@ -130,14 +133,15 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
 
 def demo(c: ml_collections.ConfigDict) -> None:
-  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~20 min, 2 cores).
+  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~25 min, 2 cores).
 
   The sizes come from a study of what 2 CPU cores learn in minutes (README, Results): a world tokenizer that
   keeps every name and year whole, attention that is global in both layers (a sliding window hides the
   question from the steps that must copy from it), rows that hold every zero-shot prompt whole, and a few
-  hundred steps per fine-tune. The pilot learns from 120 scripted trajectories; generations 1 and 2 grow
-  2 trajectories on each of the 166 other training questions with 4 candidates per step at temperature 1,
-  ranked by the world's stand-in ranker; 5 runs over the 50 test questions.
+  hundred steps per fine-tune, after a pretraining pass over the world's corpus (`rest/pretrain.py`). The
+  pilot learns from 120 scripted trajectories; generations 1 and 2 grow 2 trajectories on each of the 166 other
+  training questions with 4 candidates per step at temperature 1, ranked by the world's stand-in ranker; 5 runs
+  over the 50 test questions.
   """
   c.tokenizer = "world"
   # A smaller world than the default, so the pilot's 120 questions name most of its entities.
@@ -159,6 +163,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.data.dev = split("dev", 0)
   c.data.test = split("test", 0)
   c.tool.update(kind="bm25", corpus="world")
+  c.pretrain.steps = 300  # every passage ~150 times: the models have read the world before they learn to search it
   c.agent.update(max_new_tokens=120)
   c.engine.update(num_slots=64, max_len=512, prefill_chunk=256, prefill_buckets=(32, 64, 128), max_in_flight=16)
   c.pilot.source = "scripted"
@@ -187,3 +192,4 @@ def quick(c: ml_collections.ConfigDict) -> None:
   c.mixture.drop_unsupported = False  # a model ranker gives no trajectory verdict
   c.train.update(total_steps=4, batch_size=2, buckets=(384,), warmup_steps=0, save_every=2, eval_every=None)
   c.eval.runs = 2
+  c.pretrain.steps = 0  # seconds per launch; tests/test_pretrain.py runs that stage

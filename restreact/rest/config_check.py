@@ -180,6 +180,14 @@ def _check_numbers(config, problems: list[str]) -> None:
   _number(problems, "tool.max_failure_rate", config.tool.max_failure_rate, low=0, high=1, integer=False)
   _number(problems, "rank.max_new_tokens", config.rank.max_new_tokens, low=1)
   _number(problems, "rank.chunk", config.rank.chunk, low=1)
+  if "pretrain" in config:
+    _number(problems, "pretrain.steps", config.pretrain.steps, low=0)
+    _number(problems, "pretrain.learning_rate", config.pretrain.learning_rate, low=0, integer=False, low_open=True)
+    _number(problems, "pretrain.warmup_steps", config.pretrain.warmup_steps, low=0)
+    if config.pretrain.steps and not uses_world(config) and not all(
+        config.models[size].checkpoint for size in models_needed(config)):
+      problems.append(f"config.pretrain.steps={config.pretrain.steps} pretrains random-init models on the synthetic "
+                      "world's corpus, and this run has no synthetic world: set config.pretrain.steps=0")
   if "openai" in config:
     _number(problems, "openai.timeout", config.openai.timeout, low=0, integer=False, low_open=True)
     _number(problems, "openai.retries", config.openai.retries, low=0)

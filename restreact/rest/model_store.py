@@ -84,6 +84,8 @@ class ModelStore:
   def __init__(self, config, tokenizer: Tokenizer, *, mesh=None):
     self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
     self.trained: dict[str, Path] = {}  # "gen1:l" -> best checkpoint, filled as the train stages finish
+    # size -> (checkpoint, its TrainConfig) of a random-init preset pretrained on the corpus (rest/pretrain.py)
+    self.pretrained: dict[str, tuple[Path, TrainConfig]] = {}
     self._chat: dict[str, bool] = {}
 
   def chat(self, size: str) -> bool:
@@ -95,16 +97,26 @@ class ModelStore:
     return self._chat[size]
 
   def base(self, size: str) -> Transformer:
-    """A fresh copy of the size's base model."""
+    """A fresh copy of the size's base model: its checkpoint, or its preset's random weights (pretrained on the
+    corpus once that stage has run)."""
     spec = self.config.models[size]
     if spec.checkpoint:
       model, _ = from_pretrained(spec.checkpoint, dtype=spec.dtype, mesh=self.mesh, progress=self.config.progress)
       return model
+    model = self.random(size)
+    if size in self.pretrained:
+      checkpoint, tc = self.pretrained[size]
+      model = load_trained(model, checkpoint, tc)
+    return model
+
+  def random(self, size: str) -> Transformer:
+    """The size's preset with random weights, the same on every rerun."""
+    spec = self.config.models[size]
     cfg = preset_config(spec.preset, spec.overrides, spec.dtype)
     if cfg.vocab_size < self.tokenizer.vocab_size:
       raise ValueError(f"config.models.{size}: vocab_size {cfg.vocab_size} < the tokenizer's "
                        f"{self.tokenizer.vocab_size}; set config.models.{size}.overrides.vocab_size")
-    seed = self.config.seed * 1000 + SIZES.index(size)  # the same random weights on every rerun
+    seed = self.config.seed * 1000 + SIZES.index(size)
     model = Transformer(cfg, rngs=nnx.Rngs(seed))
     return shard_model(model, self.mesh) if self.mesh is not None else model
 

@@ -42,7 +42,7 @@ from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_e
 from restreact.rest.jsonl import write_atomic
 from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
-from restreact.rest import run_metrics, run_record, stand_in_ranker
+from restreact.rest import pretrain, run_metrics, run_record, stand_in_ranker
 from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.report import write_pipeline_report
@@ -140,6 +140,20 @@ class Pipeline:
     self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it
     for size in SIZES:
       self._fps[f"base:{size}"] = spec_fingerprint(c, size, self.store.chat(size))
+    from restreact.rest.config_check import models_needed  # it imports this module
+    for size in (s for s in SIZES if s in models_needed(c)):
+      if pretrain.enabled(c, size):  # the base model is then the pretrained one
+        self._fps[f"base:{size}"] = pretrain.run(c, self.stages, self.store, self.env.world, size, mesh=self.mesh,
+                                                 base_fp=self._fps[f"base:{size}"], setup_fp=self.setup_fp).fingerprint
+
+  def fingerprint(self, ref: str) -> str:
+    """What identifies model `ref` ("base:l", "gen1:xs"): the fingerprint of the stage that made it ("" if none)."""
+    return self._fps.get(str(ref), "")
+
+  def register_trained(self, ref: str, checkpoint: Path, fingerprint: str) -> None:
+    """Make a finished train stage's model (its checkpoint and stage fingerprint) loadable as `ref`."""
+    self.store.trained[str(ref)] = Path(checkpoint)
+    self._fps[str(ref)] = fingerprint
 
   def _run(self) -> PipelineResult:
     c = self.config
@@ -333,7 +347,8 @@ class Pipeline:
             few_shot=c.eval.judge_few_shot)
     return self._judge_cache
 
-  def _judge_fp(self) -> str:
+  def judge_fingerprint(self) -> str:
+    """What identifies the run's judge: eval stages and `restreact.evaluate` record it."""
     judge = self.config.eval.judge
     if remote.is_openai_ref(judge):  # the model's name; where it is served may change between launches
       return remote.identity(judge)
@@ -344,7 +359,7 @@ class Pipeline:
     tc = train_config(c, size)
     agent = agent_config(c, size, prompted=False)
     inputs = dict(mixture=mixture.fingerprint, base=self._fps[f"base:{size}"], train=dataclasses.asdict(tc),
-                  dev=[q.id for q in self.env.dev], dev_runs=c.eval.dev_runs, judge=self._judge_fp(),
+                  dev=[q.id for q in self.env.dev], dev_runs=c.eval.dev_runs, judge=self.judge_fingerprint(),
                   agent=dataclasses.asdict(agent))
     judge = self._judge(g)
 
@@ -369,8 +384,7 @@ class Pipeline:
 
     result = self.stages.run(f"{name}/train_{size}", inputs, fn,
                              load=lambda d: json.loads((d / "result.json").read_text()))
-    self.store.trained[f"{name}:{size}"] = result.directory / result.value["checkpoint"]
-    self._fps[f"{name}:{size}"] = result.fingerprint
+    self.register_trained(f"{name}:{size}", result.directory / result.value["checkpoint"], result.fingerprint)
 
   # ---------------------------------------------------------------------------------------------- eval
 
@@ -380,7 +394,7 @@ class Pipeline:
     agent = agent_config(c, size, prompted=False)
     questions = self.env.eval_questions
     inputs = dict(model=str(ref), model_fp=self._fps[str(ref)], questions=[q.id for q in questions],
-                  runs=c.eval.runs, judge=self._judge_fp(), agent=dataclasses.asdict(agent), seed=c.seed)
+                  runs=c.eval.runs, judge=self.judge_fingerprint(), agent=dataclasses.asdict(agent), seed=c.seed)
     self.stages.run(f"{name}/eval_{size}", inputs, lambda d: self.eval_model(d, ref, questions, int(c.eval.runs), g),
                     load=lambda d: json.loads((d / "summary.json").read_text()))
 

@@ -139,7 +139,7 @@ def stage_times(workdir: Path) -> list[str]:
       rows.setdefault(group, {})[stage] = float(raw["seconds"])
     else:  # setup and export: a stage of their own
       rows.setdefault(group, {})["(all)"] = float(raw["seconds"])
-  order = ["setup", *GENERATIONS, "export"]
+  order = ["setup", "pretrain", *GENERATIONS, "export"]
   groups = [g for g in order if g in rows]
   if not groups:
     return []

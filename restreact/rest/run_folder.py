@@ -19,7 +19,7 @@ from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
 from restreact.rest import setup as run_setup
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef
-from restreact.rest.pipeline import Pipeline, agent_config, spec_fingerprint
+from restreact.rest.pipeline import Pipeline, agent_config
 from restreact.rest.stages import STAGE_FILE, Stages
 
 QUESTION_SETS = ("dev", "test")
@@ -43,14 +43,13 @@ def open_run(config, workdir: str | Path, *, mesh=None) -> Pipeline:
       marker = _marker(directory)
       if marker is None or marker.get("status") != "done":
         continue
-      base = spec_fingerprint(config, size, pipeline.store.chat(size))
+      base = pipeline.fingerprint(f"base:{size}")  # the preset's, checkpoint's or pretraining stage's
       if marker["inputs"].get("base") != base:
         raise ValueError(f"{directory} was trained from another base model than this config's config.models.{size} "
                          f"(it recorded {marker['inputs'].get('base')}; the config gives {base}); pass the config "
                          "the run was launched with (runs.jsonl records it)")
       result = json.loads((directory / "result.json").read_text(encoding="utf-8"))
-      pipeline.store.trained[f"{name}:{size}"] = directory / result["checkpoint"]
-      pipeline._fps[f"{name}:{size}"] = marker["fingerprint"]  # pylint: disable=protected-access
+      pipeline.register_trained(f"{name}:{size}", directory / result["checkpoint"], marker["fingerprint"])
   return pipeline
 
 
@@ -149,9 +148,9 @@ def evaluate(pipeline: Pipeline, model: str, question_set: str, out: str | Path,
   prompted = _prompted(ref, few_shot)
   agent = agent_config(pipeline.config, ref.size, prompted=prompted)
   # The eval stage's inputs, so an --out made for another model, set, judge or agent is refused.
-  fps, judge = pipeline._fps, pipeline._judge_fp()  # pylint: disable=protected-access
-  inputs = dict(model=str(ref), model_fp=fps.get(str(ref), ""), set=question_set,
-                questions=[q.id for q in questions], runs=runs, judge=judge, agent=dataclasses.asdict(agent),
+  inputs = dict(model=str(ref), model_fp=pipeline.fingerprint(str(ref)), set=question_set,
+                questions=[q.id for q in questions], runs=runs, judge=pipeline.judge_fingerprint(),
+                agent=dataclasses.asdict(agent),
                 seed=pipeline.config.seed)
   try:
     result = Stages(out.parent).run(

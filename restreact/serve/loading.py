@@ -19,6 +19,7 @@ from restreact.generate import Engine
 from restreact.models import Tokenizer, Transformer, from_pretrained
 from restreact.models.chat import detect_chat
 from restreact.rest.config_check import checkpoint_problems
+from restreact.rest import pretrain
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelStore
 from restreact.rest.run_record import RECORD_FILE
 from restreact.rest.setup import tokenizer_path
@@ -71,6 +72,8 @@ def _from_run(root: Path, path: Path, mesh) -> Loaded:
   config = _run_config(root)
   tokenizer = Tokenizer(tokenizer_path(config, root / "setup"))
   store = ModelStore(config, tokenizer, mesh=mesh)
+  if (pretrained := pretrain.finished(config, root, size)) is not None:
+    store.pretrained[size] = pretrained
   store.trained[ref] = checkpoint
   return Loaded(store.load(ref), tokenizer, f"{root.name}/{ref}", store.chat(size))
 
