@@ -35,9 +35,10 @@ setup(
     ],
     extras_require={
         # transformers and torch are the reference implementation the tests compare against;
-        # nbclient, nbformat and ipykernel run notebooks/explore.ipynb in tests/test_notebook.py.
-        "test": ["pytest>=8", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6", "nbclient>=0.11.0",
-                 "nbformat>=5.11.1", "ipykernel>=7.4.0"],
+        # nbclient, nbformat and ipykernel run notebooks/explore.ipynb in tests/test_notebook.py; pytest-xdist
+        # runs the suite on two workers.
+        "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "torch==2.13.0", "transformers>=5.0,<6",
+                 "nbclient>=0.11.0", "nbformat>=5.11.1", "ipykernel>=7.4.0"],
         # Accelerators: the jax build for the chip, pinned to the CPU stack's version (requirements.txt).
         # cuda: CUDA 12 wheels from PyPI (no system CUDA needed); on a machine with CUDA 13 use jax[cuda13].
         "tpu": ["jax[tpu]==0.10.2"],

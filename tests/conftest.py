@@ -10,6 +10,17 @@ if "xla_force_host_platform_device_count" not in flags:
 
 import pytest  # noqa: E402  (after the environment above: jax reads it on import)
 
+# Files that share the session's `:quick` run folder run on one pytest-xdist worker, so it is launched once.
+QUICK_RUN_FILES = ("test_pipeline.py", "test_run_tools.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+  """One xdist group per test file (its module fixtures are built once), the quick-run readers in one group."""
+  for item in items:
+    name = item.path.name
+    item.add_marker(pytest.mark.xdist_group("quick_run" if name in QUICK_RUN_FILES else name))
+
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):

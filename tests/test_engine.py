@@ -11,6 +11,7 @@ from restreact.models import make_mesh, shard_model
 RNG = np.random.default_rng(0)
 PROMPTS = [RNG.integers(3, 512, n).tolist() for n in (20, 7, 13, 30, 1)]  # the window is 8 tokens
 NEW = 12
+REFERENCE_LENGTH = 64  # at least the longest prompt (a 42-token one) and its new tokens
 
 
 def _engine(model, **kw):
@@ -19,10 +20,13 @@ def _engine(model, **kw):
 
 
 def _reference(model, prompt, steps=NEW):
-  """Step-by-step argmax of the full forward, and log_softmax of the chosen tokens."""
+  """Step-by-step argmax of the full forward, and log_softmax of the chosen tokens. Every forward has the same
+  length, zero-padded on the right (one compilation; a causal model's logits never see later positions)."""
   seq, logprobs = list(prompt), []
   for _ in range(steps):
-    logits = np.asarray(forward(model, np.array([seq])))[0, -1]
+    padded = np.zeros((1, REFERENCE_LENGTH), np.int32)
+    padded[0, :len(seq)] = seq
+    logits = np.asarray(forward(model, padded))[0, len(seq) - 1]
     token = int(logits.argmax())
     logprobs.append(float(jax.nn.log_softmax(logits)[token]))
     seq.append(token)
