@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from restreact import launch  # pylint: disable=unused-import  # defines --config and --workdir, parses them
 
@@ -42,17 +42,10 @@ def _fail(message: str, code: int = 2) -> int:
 def main(argv) -> int:
   if len(argv) > 1:
     return _fail(f"unexpected arguments {argv[1:]}: pass the question as --question=...")
-  from restreact.rest.config_check import ConfigError, check_config  # after flags: a fast --help
-
-  config = launch._CONFIG.value  # pylint: disable=protected-access
-  for name in ("workdir", "model", "question"):
-    if not FLAGS[name].value:
-      return _fail(f"--{name} is required")
   try:
-    check_config(config, config_file=launch._config_file())  # pylint: disable=protected-access
-  except ConfigError as e:
-    return _fail(f"the config cannot run:\n{e}")
-  launch._logging()  # pylint: disable=protected-access
+    config = launch.checked_config(("workdir", "model", "question"))
+  except launch.UsageError as e:
+    return _fail(str(e))
   from restreact.agent.records import append_records
   from restreact.agent.show import format_trajectory
   from restreact.eval import exact_match
@@ -80,7 +73,7 @@ def main(argv) -> int:
 def run() -> None:
   """Console entry point."""
   _define_flags()
-  app.run(main, flags_parser=launch._parse_flags)  # pylint: disable=protected-access
+  launch.run_command(main)
 
 
 if __name__ == "__main__":

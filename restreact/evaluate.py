@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from restreact import launch  # pylint: disable=unused-import  # defines --config and --workdir, parses them
 
@@ -40,17 +40,10 @@ def _fail(message: str, code: int = 2) -> int:
 def main(argv) -> int:
   if len(argv) > 1:
     return _fail(f"unexpected arguments {argv[1:]}: every setting is a flag")
-  from restreact.rest.config_check import ConfigError, check_config  # after flags: a fast --help
-
-  config = launch._CONFIG.value  # pylint: disable=protected-access
-  for name in ("workdir", "model"):
-    if not FLAGS[name].value:
-      return _fail(f"--{name} is required")
   try:
-    check_config(config, config_file=launch._config_file())  # pylint: disable=protected-access
-  except ConfigError as e:
-    return _fail(f"the config cannot run:\n{e}")
-  launch._logging()  # pylint: disable=protected-access
+    config = launch.checked_config(("workdir", "model"))
+  except launch.UsageError as e:
+    return _fail(str(e))
   from restreact.rest import run_folder
   from restreact.rest.stages import StageMismatchError
 
@@ -75,7 +68,7 @@ def main(argv) -> int:
 def run() -> None:
   """Console entry point."""
   _define_flags()
-  app.run(main, flags_parser=launch._parse_flags)  # pylint: disable=protected-access
+  launch.run_command(main)
 
 
 if __name__ == "__main__":

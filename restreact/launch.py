@@ -105,6 +105,32 @@ def _logging() -> None:
     logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class UsageError(Exception):
+  """A command line that cannot run: the message is printed on one line (or a few) and the command exits 2."""
+
+
+def checked_config(required: tuple[str, ...] = ()):
+  """The --config flag's config for the commands that share the launcher's flags (`restreact.ask`,
+  `restreact.evaluate`): the `required` flags set, the config check passed, logging set up; UsageError else."""
+  from restreact.rest.config_check import ConfigError, check_config  # after flags: a fast --help
+
+  for name in required:
+    if not flags.FLAGS[name].value:
+      raise UsageError(f"--{name} is required")
+  config = _CONFIG.value
+  try:
+    check_config(config, config_file=_config_file())
+  except ConfigError as e:
+    raise UsageError(f"the config cannot run:\n{e}") from None
+  _logging()
+  return config
+
+
+def run_command(main_fn) -> None:
+  """Run a command's `main` with the launcher's flag parsing (one line and exit 2 for a bad flag)."""
+  app.run(main_fn, flags_parser=_parse_flags)
+
+
 def main(argv) -> int:
   if len(argv) > 1:
     print(f"restreact.launch: unexpected arguments {argv[1:]}: every setting is a flag (--config.a.b=value)",

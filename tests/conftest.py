@@ -14,9 +14,17 @@ import pytest  # noqa: E402  (after the environment above: jax reads it on impor
 QUICK_RUN_FILES = ("test_pipeline.py", "test_run_tools.py")
 
 
+# The longest files (minutes each on 2 cores) go first, so neither worker is left with one of them at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_run_tools.py", "test_pipeline_two_processes.py", "test_train_loop.py",
+                 "test_memory_plan.py", "test_serve_pipeline.py", "test_multiprocess.py", "test_engine.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
-  """One xdist group per test file (its module fixtures are built once), the quick-run readers in one group."""
+  """One xdist group per test file (its module fixtures are built once), the quick-run readers in one group;
+  the longest files first."""
+  rank = lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
+  items.sort(key=rank)  # stable: each file keeps its own order
   for item in items:
     name = item.path.name
     item.add_marker(pytest.mark.xdist_group("quick_run" if name in QUICK_RUN_FILES else name))

@@ -47,6 +47,7 @@ def test_explore_notebook_runs_and_shows_the_trajectory(tmp_path):
   assert not errors, "\n".join("\n".join(e.traceback) for e in errors)
   text = "".join(o.text for o in _outputs(nb, "stream") if o.name == "stdout")
   assert f"restreact imported from {ROOT / 'restreact'}\n" in text
+  assert "restreact installed" not in text  # the install cell does nothing where restreact is importable
   assert f"work directory: {workdir}\n" in text
   assert text.count("step | kind    | type       | outcome") == 2  # both trajectories' step tables
   assert "by gemma3-tiny (random): failed" in text and "exact match: 0.0; F1: 0.00" in text  # noise: no answer
@@ -60,3 +61,16 @@ def test_explore_notebook_runs_and_shows_the_trajectory(tmp_path):
   assert len(images) == 1
   assert (workdir / "engine-gemma3-tiny-random.jsonl").exists() and (workdir / "scripted.jsonl").exists()
   assert (workdir / "logprobs.png").stat().st_size > 0
+
+
+def test_install_cell_names_what_to_set_on_a_bare_runtime(tmp_path):
+  """Where restreact cannot be imported (a fresh Colab runtime) and RESTREACT_SOURCE is unset, the install cell
+  stops saying what to set, instead of failing later on an import."""
+  import subprocess
+  import sys
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  [cell] = [c for c in nb.cells if c.cell_type == "code" and "RESTREACT_SOURCE" in c.source]
+  env = {k: v for k, v in os.environ.items() if k not in ("RESTREACT_SOURCE", "PYTHONPATH")}
+  bare = subprocess.run([sys.executable, "-S", "-c", cell.source], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=60)  # -S: no site-packages, so no restreact
+  assert bare.returncode == 1 and "set RESTREACT_SOURCE to a checkout or a pip address" in bare.stderr

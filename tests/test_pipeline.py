@@ -1,11 +1,13 @@
 """The ReST loop end to end through `python -m restreact.launch` (the `quick` demo: tiny random models,
 synthetic world): two generations of grow -> rank -> mixture -> improve -> eval, the delivered model exported
 for transformers, a rerun that skips everything, and a run SIGKILLed five times (mid-training, then at four
-random moments) that, rerun, ends with the same outputs and no duplicates."""
+random moments; it starts from the finished run's pilot) that, rerun, ends with the same outputs and no
+duplicates."""
 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,6 +159,8 @@ def test_changed_inputs_are_refused(finished, tmp_path):
 
 def test_killed_mid_stage_resumes_to_the_same_outputs(finished, tmp_path):
   workdir = tmp_path / "run"
+  for done in ("setup", "pilot"):  # the finished run's, made from the same inputs: the launch starts at gen 1
+    shutil.copytree(finished / done, workdir / done)
   proc = launch(workdir, wait=False)
   checkpoints = workdir / "gen1" / "train_l" / "train" / "checkpoints"
   deadline = time.time() + 600

@@ -94,14 +94,9 @@ class OpenAIServer:
     runs = self._generate(prompts, settings, param="prompt")
     choices, used = [], 0
     for i, (prompt, request) in enumerate(zip(prompts, runs)):
-      for j, c in enumerate(request.completions()):
-        logprobs = None
-        if settings.logprobs is not None:
-          texts, top = self._logprobs(prompt, c.tokens, settings.logprobs)
-          logprobs = shapes.completion_logprobs(texts, c.logprobs, top)
-        reason = shapes.stop_reason(self.decode, c.text, c.tokens, c.finish_reason, settings.stop)
-        choices.append(shapes.completion_choice(i * settings.n + j, c.text, c.finish_reason, logprobs, reason))
-        used += len(c.tokens)
+      more, tokens = self._choices(prompt, request, settings, i * settings.n, shapes.completion_logprobs,
+                                   shapes.completion_choice)
+      choices, used = choices + more, used + tokens
     return shapes.completion_response(self.model_name, choices, sum(map(len, prompts)), used)
 
   def chat_completions(self, body: dict) -> dict:
@@ -116,16 +111,21 @@ class OpenAIServer:
       raise bad(str(e), "messages") from None
     prompt = self.tokenizer.encode(text, add_bos=True)
     [request] = self._generate([prompt], settings, param="messages")
+    choices, used = self._choices(prompt, request, settings, 0, shapes.chat_logprobs, shapes.chat_choice)
+    return shapes.chat_response(self.model_name, choices, len(prompt), used)
+
+  def _choices(self, prompt, request, settings, first: int, logprobs_shape, choice_shape) -> tuple[list, int]:
+    """The response choices of one prompt's completions (numbered from `first`) and the tokens they used."""
     choices, used = [], 0
     for j, c in enumerate(request.completions()):
       logprobs = None
       if settings.logprobs is not None:
         texts, top = self._logprobs(prompt, c.tokens, settings.logprobs)
-        logprobs = shapes.chat_logprobs(texts, c.logprobs, top)
+        logprobs = logprobs_shape(texts, c.logprobs, top)
       reason = shapes.stop_reason(self.decode, c.text, c.tokens, c.finish_reason, settings.stop)
-      choices.append(shapes.chat_choice(j, c.text, c.finish_reason, logprobs, reason))
+      choices.append(choice_shape(first + j, c.text, c.finish_reason, logprobs, reason))
       used += len(c.tokens)
-    return shapes.chat_response(self.model_name, choices, len(prompt), used)
+    return choices, used
 
   # ----- engine --------------------------------------------------------------------------------------------
 
