@@ -82,10 +82,13 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.agent = ml_collections.ConfigDict(dict(temperature=0.5, max_new_tokens=256, top_k_results=3, max_searches=10,
                                            max_model_steps=40))
   # block_size, cache_blocks: the prefix cache's blocks (tokens each, and how many; -1: as many bytes as the
-  # slots' cache; 0: no prefix cache).
+  # slots' cache; 0: no prefix cache). trajectory_deadline: seconds a trajectory may run before it fails at its
+  # next step; rollout_deadline: seconds one rollout (a grow stage, one eval run) may run before it stops, its
+  # finished trajectories saved for a rerun (0: no limit).
   c.engine = ml_collections.ConfigDict(dict(num_slots=64, max_len=4096, prefill_chunk=512,
                                             prefill_buckets=(128, 512), steps_per_round=8, max_in_flight=64,
-                                            tool_workers=16, block_size=16, cache_blocks=-1))
+                                            tool_workers=16, block_size=16, cache_blocks=-1,
+                                            trajectory_deadline=1800.0, rollout_deadline=0.0))
   # Pilot trajectories: "prompted" (the base L, few-shot), "scripted" (the synthetic world's solver), or
   # "openai:MODEL@URL" (the prompted L behind an OpenAI-compatible server; models.l.chat=True sends each step as a
   # chat message, else as text to continue).
@@ -99,11 +102,12 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   c.rank = ml_collections.ConfigDict(dict(ranker="base:l", few_shot=True, max_new_tokens=256, chunk=64))
   # weights: with size 0, how many times each generation's unique examples enter (1: all of them, once);
   # with size > 0, each generation's share of `size` examples. drop_ungrounded: leave out trajectories whose
-  # answer is in none of the search results they saw. drop_unsupported: leave out grown trajectories whose
-  # answer the ranker judges unsupported by their own summaries (only the world_rules stand-in judges whole
-  # trajectories; with rank.ranker="perplexity" there is no ranker and nothing is judged).
+  # answer is in none of the search results they saw. unsupported: what becomes of a grown trajectory whose
+  # answer the ranker judges unsupported by its own summaries: "keep" it, "drop" it, or "cut" it after its first
+  # step whose target the ranking changed (the ranker's correction; none: dropped). Only the world_rules stand-in
+  # judges whole trajectories; with rank.ranker="perplexity" there is no ranker and nothing is judged.
   c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False,
-                                             drop_ungrounded=False, drop_unsupported=False))
+                                             drop_ungrounded=False, unsupported="keep"))
 
   # Demos' random-init models read the world's corpus (steps of next-token training on its passages) before any
   # fine-tuning, as real checkpoints were pretrained; 0: off. Sizes with a checkpoint are never pretrained.
@@ -169,7 +173,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.pilot.source = "scripted"
   c.grow.update(samples=(1, 2, 2), temperature=1.0)
   c.rank.update(ranker="world_rules", few_shot=False)
-  c.mixture.update(drop_ungrounded=True, drop_unsupported=True)
+  c.mixture.update(drop_ungrounded=True, unsupported="cut")  # keep the ranker's corrections (README, Results)
   c.train.update(total_steps=800, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
                  warmup_steps=20, param_dtype="float32", remat="none", save_every=200, eval_every=None, log_every=50)
   c.eval.update(runs=5, judge="exact_match", dev_runs=1)
@@ -189,7 +193,7 @@ def quick(c: ml_collections.ConfigDict) -> None:
   c.grow.samples = (1, 1, 2)
   c.pilot.num_candidates = 2  # two (identical) scripted candidates per step, so the ranker has work
   c.rank.ranker = "base:l"  # the model ranker's path (the demo's stand-in has its own tests)
-  c.mixture.drop_unsupported = False  # a model ranker gives no trajectory verdict
+  c.mixture.unsupported = "keep"  # a model ranker gives no trajectory verdict
   c.train.update(total_steps=4, batch_size=2, buckets=(384,), warmup_steps=0, save_every=2, eval_every=None)
   c.eval.runs = 2
   c.pretrain.steps = 0  # seconds per launch; tests/test_pretrain.py runs that stage

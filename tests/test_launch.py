@@ -48,12 +48,19 @@ def test_bad_options_are_all_named():
   c.rank.ranker = "gen7:l"
   c.eval.set = "train"
   c.models.xs.train = dict(lora_rank=None, not_a_field=1)
+  c.mixture.unsupported = "discard"
+  c.engine.rollout_deadline = -1.0
   with pytest.raises(ConfigError) as e:
     check_config(c)
   text = str(e.value)
   for option in ("config.data.dev.name='no_such_set'", "config.rank.ranker", "config.eval.set",
-                 "not_a_field"):
+                 "not_a_field", "config.mixture.unsupported must be one of 'keep', 'drop', 'cut', got 'discard'",
+                 "config.engine.rollout_deadline=-1.0"):
     assert option in text
+  c = load("gen1_xs", "demo")
+  c.rank.ranker = "base:l"  # a model ranker judges steps, never whole trajectories
+  with pytest.raises(ConfigError, match="mixture.unsupported='cut' needs a verdict on whole trajectories"):
+    check_config(c)
 
 
 def test_real_config_without_checkpoint_exits_at_once(tmp_path):

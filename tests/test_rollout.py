@@ -14,7 +14,7 @@ from restreact.agent import Search, Terminate
 from restreact.agent.machine import AgentConfig
 from restreact.agent.prompts import preamble
 from restreact.agent.records import Lineage, read_records
-from restreact.agent.rollout import Task, rollout
+from restreact.agent.rollout import RolloutDeadline, Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
@@ -99,11 +99,41 @@ def test_rerun_skips_finished_trajectories(world_and_tool, tmp_path):
     rollout(tasks + tasks[:1], ScriptedSampler(WorldSolver(world)), bm25, AgentConfig(), out, lineage=LINEAGE)
 
 
+def test_deadlines_fail_a_slow_trajectory_and_stop_a_slow_rollout(world_and_tool, tmp_path):
+  world, bm25 = world_and_tool
+  tasks = _tasks(world)[:6]
+  solver = WorldSolver(world)
+  slow = tasks[0].question_id
+
+  def policy(machine, request):  # one trajectory's model is slow at every step
+    if machine.question_id == slow:
+      time.sleep(0.2)
+    return solver(machine, request)
+
+  out = tmp_path / "t.jsonl"
+  summary = rollout(tasks, ScriptedSampler(policy), bm25, AgentConfig(num_candidates=1), out, lineage=LINEAGE,
+                    trajectory_deadline=0.5, progress=False)
+  records = {r.question_id: r for r in read_records(out)}
+  assert records[slow].status == "failed" and "deadline" in records[slow].error and 1 < len(records[slow].steps)
+  assert summary.done == 5 and all(r.final_answer == r.reference for q, r in records.items() if q != slow)
+  # a rollout past its own deadline stops; what it finished is on disk and a rerun without the limit continues
+  slow_all = lambda machine, request: time.sleep(0.05) or solver(machine, request)
+  again = tmp_path / "again.jsonl"
+  with pytest.raises(RolloutDeadline, match="ran past its deadline.*rerun to continue"):
+    rollout(_tasks(world), ScriptedSampler(slow_all), bm25, AgentConfig(num_candidates=1), again, lineage=LINEAGE,
+            max_in_flight=2, rollout_deadline=1.0, progress=False)
+  finished = len(list(read_records(again)))
+  assert 0 < finished < len(_tasks(world))
+  rest = rollout(_tasks(world), ScriptedSampler(solver), bm25, AgentConfig(num_candidates=1), again,
+                 lineage=LINEAGE, progress=False)
+  assert rest.skipped == finished and rest.done == len(_tasks(world)) - finished
+
+
 SCRIPT = """
 import sys, time
 from restreact.agent.machine import AgentConfig
 from restreact.agent.records import Lineage
-from restreact.agent.rollout import Task, rollout
+from restreact.agent.rollout import RolloutDeadline, Task, rollout
 from restreact.agent.samplers import ScriptedSampler
 from restreact.agent import Search, Terminate, Answer, CheckAnswer
 from restreact.tools import SearchResult, SearchTool

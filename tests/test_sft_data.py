@@ -188,6 +188,31 @@ def test_default_weights_repeat_and_ungrounded_answers_are_dropped(data, tmp_pat
   assert judged.sources[0].trajectories_used == 1 and judged.sources[0].dropped["unsupported"] == 1
 
 
+def test_cut_keeps_unsupported_trajectories_up_to_the_rankers_first_correction(data, tmp_path):
+  qs, records = data["qs"], data["records"]
+  r0, r1 = records[qs[0].id], records[qs[1].id]
+  rejected = lambda **kw: MixtureSource("gen1", data["files"]["gen1"], data["root"] / "gen1.rank.jsonl", 1, 1,
+                                        supported=lambda r: False, **kw)
+  card = build_mixture([rejected(cut_unsupported=True)], tmp_path / "a" / "mix.jsonl", seed=0)
+  s = card.sources[0]
+  # r0: every step ranked (2, 1, 0), so its first step is already corrected (the variant, not the chosen);
+  # r1: step 0's best is the chosen one, step 1's is not; q2 has no ranking (never corrected); q3 failed
+  assert (s.trajectories_used, s.cut, s.model_steps) == (2, 2, 1 + 2)
+  assert s.dropped == {"failed": 1, "ungrounded": 0, "unsupported": 1}
+  want = {(r0.key, r0.model_steps()[0].candidates[1].text), (r1.key, r1.model_steps()[0].candidates[0].text),
+          (r1.key, r1.model_steps()[1].candidates[1].text)}
+  assert {(e.trajectory_key, e.target) for e in read_mixture(tmp_path / "a" / "mix.jsonl")} == want
+  assert s.retargeted == 2 and "2 unsupported trajectories give their steps up to" in (tmp_path / "a" / "card.md") \
+      .read_text()
+  with pytest.raises(ValueError, match="no source has examples"):  # without the cut, all of them are dropped
+    build_mixture([rejected()], tmp_path / "b" / "mix.jsonl", seed=0)
+  # a supported trajectory is never cut
+  whole = build_mixture([dataclasses.replace(rejected(cut_unsupported=True), supported=lambda r: True)],
+                        tmp_path / "c" / "mix.jsonl", seed=0).sources[0]
+  assert whole.cut == 0 and whole.trajectories_used == 3 and whole.model_steps == sum(
+      len(records[q.id].model_steps()) for q in qs[:3])
+
+
 def test_weights_give_stated_shares_and_seed_fixes_the_file(data, tmp_path):
   assert allocate(10, [1, 1, 1]) == [4, 3, 3] and allocate(7, [2.0, 1.0]) == [5, 2]
   assert allocate(100, [3, 1]) == [75, 25] and allocate(1, [1, 1]) == [1, 0]

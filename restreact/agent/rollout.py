@@ -52,6 +52,10 @@ class SearchOutage(RuntimeError):
   """Too many of a rollout's searches failed: its trajectories would teach the agent a broken tool."""
 
 
+class RolloutDeadline(TimeoutError):
+  """The rollout ran past its wall-clock limit; the trajectories it finished are on disk, a rerun continues."""
+
+
 MIN_SEARCHES_FOR_OUTAGE = 8  # fewer searches than this are too few to call an outage before the rollout ends
 
 
@@ -90,12 +94,15 @@ def _sigterm_as_interrupt():
 
 def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path: str | os.PathLike, *,
             lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16, search_deadline: float | None = 60.0,
-            max_failure_rate: float | None = None, progress: bool = True) -> RolloutSummary:
+            max_failure_rate: float | None = None, trajectory_deadline: float | None = None,
+            rollout_deadline: float | None = None, progress: bool = True) -> RolloutSummary:
   """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds.
 
   A search not answered within `search_deadline` seconds fails its step (an observation, as any tool error).
   When more than `max_failure_rate` of the searches in the file's trajectories fail (counted as they return,
-  once there are a few, and over the whole file at the start and the end), SearchOutage stops the rollout."""
+  once there are a few, and over the whole file at the start and the end), SearchOutage stops the rollout.
+  A trajectory still running `trajectory_deadline` seconds after it started fails at its next step; a rollout
+  still running after `rollout_deadline` seconds stops with RolloutDeadline. None: no limit."""
   if max_in_flight < 1 or tool_workers < 1:
     raise ValueError(f"max_in_flight ({max_in_flight}) and tool_workers ({tool_workers}) must be positive")
   if len({t.key for t in tasks}) != len(tasks):
@@ -107,13 +114,13 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
   todo = [t for t in tasks if t.key not in existing]
   summary.skipped = len(tasks) - len(todo)
   start = time.perf_counter()
-  loop = _Loop(sampler, config, out_path, lineage, summary, max_failure_rate)
+  loop = _Loop(sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline)
   loop.check_outage(final=True)  # a file grown through an outage stays refused until it is deleted
   with _sigterm_as_interrupt(), SearchPool(tool, tool_workers, deadline=search_deadline) as searches, \
       tqdm(total=len(tasks), initial=summary.skipped, desc="rollout", unit="traj", disable=not progress) as bar:
     loop.searches, loop.bar = searches, bar
     try:
-      loop.run(todo, max_in_flight)
+      loop.run(todo, max_in_flight, None if rollout_deadline is None else start + rollout_deadline)
     except BaseException:
       loop.abandon()
       raise
@@ -126,10 +133,11 @@ def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path:
 class _Loop:
   """The state of one rollout: active machines, outstanding model steps and searches."""
 
-  def __init__(self, sampler, config, out_path, lineage, summary, max_failure_rate):
+  def __init__(self, sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline):
     self.sampler, self.config = sampler, config
     self.out_path, self.lineage, self.summary = out_path, lineage, summary
-    self.max_failure_rate = max_failure_rate
+    self.max_failure_rate, self.trajectory_deadline = max_failure_rate, trajectory_deadline
+    self.started: dict[Trajectory, float] = {}  # when each active trajectory started
     tool_steps = [s for r in summary.records for s in r.steps if isinstance(s, ToolStep)]
     self.searched = len(tool_steps)  # searches in the file's trajectories and this run's, and how many failed
     self.search_failed = sum(s.error is not None for s in tool_steps)
@@ -139,14 +147,20 @@ class _Loop:
     self.searches: SearchPool | None = None
     self.bar = None
 
-  def run(self, todo: list[Task], max_in_flight: int) -> None:
+  def run(self, todo: list[Task], max_in_flight: int, stop_at: float | None) -> None:
     queue = list(reversed(todo))
     while queue or self.active:
+      if stop_at is not None and time.perf_counter() > stop_at:
+        raise RolloutDeadline(
+            f"the rollout into {self.out_path} ran past its deadline with {len(queue) + self.active} trajectories "
+            f"unfinished ({self.summary.done + self.summary.failed} finished this run, saved); rerun to continue, "
+            "or raise config.engine.rollout_deadline")
       while queue and self.active < max_in_flight:
         task = queue.pop()
         machine = Trajectory(task.question, self.config, self.lineage, question_id=task.question_id,
                              reference=task.reference, sample=task.sample)
         self.active += 1
+        self.started[machine] = time.perf_counter()
         self._advance(machine)
       for (machine, request), (results, error, latency) in self.searches.returned():
         self.summary.searches += 1
@@ -187,6 +201,9 @@ class _Loop:
     self._advance(machine)
 
   def _advance(self, machine: Trajectory) -> None:
+    deadline = self.trajectory_deadline
+    if deadline is not None and not machine.finished and time.perf_counter() - self.started[machine] > deadline:
+      machine.fail(f"deadline: the trajectory ran for more than {deadline:g} s (config.engine.trajectory_deadline)")
     try:
       request = machine.next_request()
       if isinstance(request, StepRequest):
@@ -205,6 +222,7 @@ class _Loop:
     except Exception as e:  # text no file can hold (the parser rejects lone surrogates; this is the last guard)
       record = dataclasses.replace(record, steps=(), final_answer=None, status="failed",
                                    error=f"the record could not be written: {type(e).__name__}: {e}")
+    self.started.pop(machine, None)
     if multihost.is_writer():
       append_records(self.out_path, [record])
     self.summary.records.append(record)

@@ -39,6 +39,7 @@ class SourceCard:
   upsampled: bool  # taken > unique: examples repeat
   step_types: dict[str, int]  # in the mixture
   retargeted: int = 0  # steps whose target (the ranking's best) is not the candidate the policy chose
+  cut: int = 0  # unsupported trajectories used up to the ranker's first correction (in trajectories_used)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,8 @@ class MixtureCard:
     for s in self.sources:
       mean = s.candidates / s.model_steps if s.model_steps else 0.0
       dropped = ", ".join(f"{v} {k}" for k, v in s.dropped.items() if v) or "0"
-      rows.append(f"| {s.name} | {s.generation} | {s.weight:g} | {s.trajectories_used} | {dropped} "
+      used = f"{s.trajectories_used} ({s.cut} cut)" if s.cut else s.trajectories_used
+      rows.append(f"| {s.name} | {s.generation} | {s.weight:g} | {used} | {dropped} "
                   f"| {s.model_steps} | {mean:.2f} | {s.fallbacks} | {s.examples} | {s.duplicates} | {s.unique} "
                   f"| {s.taken} | {s.share:.1%} | {s.repetition:.2f}x |")
     types = ["| step type | examples |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.step_types.items()]
@@ -96,7 +98,9 @@ class MixtureCard:
             f"duplicates), seed {self.seed}, from {self.trajectories_used} trajectories "
             f"({self.trajectories_skipped} skipped); {self.mean_candidates_per_step:.2f} candidates per step; "
             f"{self.fallbacks} steps fell back to perplexity order; the ranking changed the target of "
-            f"{self.retargeted} steps (its best is not the policy's choice).", "", f"Weights: {self.weight_rule}.",
+            f"{self.retargeted} steps (its best is not the policy's choice)" + (
+                f"; {cut} unsupported trajectories give their steps up to the ranker's first correction only"
+                if (cut := sum(s.cut for s in self.sources)) else "") + ".", "", f"Weights: {self.weight_rule}.",
             f"SHA-256: `{self.sha256}`."]
     if self.max_tokens:
       cut = ", ".join(f"{v} longer than the {k.upper()} rows" for k, v in self.truncated.items())

@@ -14,6 +14,7 @@ from restreact.models.safetensors_io import INDEX
 from restreact.models.tokenizer import TOKENIZER_FILE
 from restreact.data.questions import FILE_SUFFIXES
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
+from restreact.rest.mixture import UNSUPPORTED
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
 from restreact.rest import stand_in_ranker
 from restreact.rest.pipeline import model_ranker, trained_sizes
@@ -106,10 +107,13 @@ def _check_refs(config, problems: list[str]) -> None:
   if config.rank.ranker == stand_in_ranker.NAME and not uses_world(config):
     problems.append(f"config.rank.ranker={stand_in_ranker.NAME!r} is the synthetic world's stand-in ranker: it reads "
                     "only the world's language; rank other questions with a model, e.g. 'base:l'")
-  if config.mixture.drop_unsupported and model_ranker(config):
-    problems.append("config.mixture.drop_unsupported needs a verdict on whole trajectories, which only the "
-                    f"{stand_in_ranker.NAME!r} stand-in ranker gives; a model ranker ranks steps only "
-                    "(set it to False, or use mixture.drop_ungrounded)")
+  if config.mixture.unsupported not in UNSUPPORTED:
+    problems.append(f"config.mixture.unsupported must be one of {', '.join(map(repr, UNSUPPORTED))}, got "
+                    f"{config.mixture.unsupported!r}")
+  elif config.mixture.unsupported != "keep" and model_ranker(config):
+    problems.append(f"config.mixture.unsupported={config.mixture.unsupported!r} needs a verdict on whole "
+                    f"trajectories, which only the {stand_in_ranker.NAME!r} stand-in ranker gives; a model ranker "
+                    "ranks steps only (set it to 'keep', or use mixture.drop_ungrounded)")
   for option, ref in (("rank.ranker", config.rank.ranker), ("eval.judge", config.eval.judge)):
     if option == "eval.judge" and ref == EXACT_MATCH_JUDGE or option == "rank.ranker" and not model_ranker(config):
       continue
@@ -166,6 +170,8 @@ def _check_numbers(config, problems: list[str]) -> None:
                  "block_size"):
     _number(problems, f"engine.{option}", config.engine[option], low=1)
   _number(problems, "engine.cache_blocks", config.engine.cache_blocks, low=-1)
+  for option in ("trajectory_deadline", "rollout_deadline"):
+    _number(problems, f"engine.{option}", config.engine[option], low=0, integer=False)
   for option in ("max_new_tokens", "top_k_results", "max_searches", "max_model_steps"):
     _number(problems, f"agent.{option}", config.agent[option], low=1)
   _number(problems, "agent.temperature", config.agent.temperature, low=0, integer=False)

@@ -94,9 +94,9 @@ def _read_grades(path: Path) -> list[dict] | None:
 def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for_run: Callable[[int], object],
              tool, agent: AgentConfig, judge: Judge, runs: int, seed: int, lineage: Lineage,
              max_in_flight: int = 64, tool_workers: int = 16, progress: bool = True,
-             raters_csv: bool = True, search_deadline: float | None = 60.0,
-             max_failure_rate: float | None = None) -> dict:
-  """R runs over `questions` into `directory`; returns (and writes) the summary (search limits: see `rollout`)."""
+             raters_csv: bool = True, **limits) -> dict:
+  """R runs over `questions` into `directory`; returns (and writes) the summary. `limits`: `rollout`'s
+  search_deadline, max_failure_rate, trajectory_deadline and rollout_deadline (one run's)."""
   by_id = {q.id: q for q in questions}
   tasks = [Task(q.id, q.question, q.answer) for q in questions]
   all_grades = []
@@ -107,8 +107,7 @@ def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for
       trajectories = directory / f"run{run:02d}.trajectories.jsonl"
       sampler = EngineSampler(engine_for_run(run), agent, seed=seed * 1000 + run)
       done = rollout(tasks, sampler, tool, agent, trajectories, lineage=lineage, max_in_flight=max_in_flight,
-                     tool_workers=tool_workers, search_deadline=search_deadline,
-                     max_failure_rate=max_failure_rate, progress=progress)
+                     tool_workers=tool_workers, progress=progress, **limits)
       graded = [dataclasses.asdict(g) for g in grade_run(done.records, by_id, judge)]
       multihost.from_writer(lambda: write_atomic(grades_path, "".join(json.dumps(g, sort_keys=True) + "\n"
                                                                       for g in graded)))
@@ -157,7 +156,7 @@ def _score(grade: Grade, metric: str) -> float:
 
 
 def dev_score(questions: Sequence[QuestionRecord], *, engine, tool, agent: AgentConfig, judge: Judge, runs: int,
-              seed: int, directory: Path, progress: bool = False, **search_limits) -> float:
+              seed: int, directory: Path, progress: bool = False, **limits) -> float:
   """Mean auto-eval accuracy on the dev questions (checkpoint selection); the trajectories are kept."""
   def clear():  # each call grades the current weights afresh
     for old in directory.glob("*.jsonl"):
@@ -166,5 +165,5 @@ def dev_score(questions: Sequence[QuestionRecord], *, engine, tool, agent: Agent
   multihost.from_writer(clear)
   summary = run_eval(directory, questions, engine_for_run=lambda run: engine, tool=tool, agent=agent, judge=judge,
                      runs=runs, seed=seed, lineage=Lineage("dev", -1, agent.fingerprint()), progress=progress,
-                     raters_csv=False, **search_limits)
+                     raters_csv=False, **limits)
   return summary["auto_eval"]["mean"]

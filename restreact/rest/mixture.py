@@ -3,7 +3,10 @@
 Selection: a failed trajectory (no final answer) gives no examples unless `include_failed`; with
 `drop_ungrounded`, neither does one whose final answer appears in none of the search results it saw
 (the answer did not come from its observations); with a `supported` verdict (the ranker's judgement of
-the whole trajectory), neither does one it judges unsupported. The card counts what was dropped and why.
+the whole trajectory), neither does one it judges unsupported, or, with `cut_unsupported`, such a trajectory
+gives its steps up to its first step whose target the ranking changed (the ranker's correction of the
+policy's mistake) and none after it (they continue from a state the ranker would not have chosen); one the
+ranking never corrected is dropped. The card counts what was dropped, what was cut, and why.
 
 Mixture rule (`build_mixture`):
   1. Examples are read from every source in the order given (within a source, by trajectory key, so the
@@ -40,6 +43,9 @@ from restreact.rest.card import MixtureCard, SourceCard, merge_counts, read_card
 from restreact.rest.jsonl import check_fields, json_lines, write_atomic
 from restreact.rest.sft_data import STATUSES, SFTExample, read_rankings, step_examples, target_index
 
+# What `mixture.unsupported` does with a trajectory the ranker judges unsupported (see the module docstring).
+UNSUPPORTED = ("keep", "drop", "cut")
+
 WEIGHT_RULE = {
     "repeat": "each source gives its unique examples x weight (1 = each once; never fewer unless the weight is < 1)",
     "share": "weight = share of a mixture of `size` examples; largest-remainder rounding; sampled without "
@@ -60,6 +66,7 @@ class MixtureSource:
   include_failed: bool = False
   drop_ungrounded: bool = False
   supported: Callable[[TrajectoryRecord], bool] | None = None  # the ranker's trajectory verdict; False: drop
+  cut_unsupported: bool = False  # an unsupported trajectory keeps its steps up to the ranker's first correction
 
 
 def _words(text: str) -> str:
@@ -101,22 +108,29 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
   for key, step in rankings:  # a ranking that points nowhere means the files do not belong together
     if key not in by_key or step >= len(by_key[key].model_steps()):
       raise ValueError(f"{source.rankings_path}: ranking for step {step} of {key!r} matches no model step in {path}")
-  stats = dict(used=0, dropped=collections.Counter({"failed": 0, "ungrounded": 0, "unsupported": 0}), model_steps=0,
-               without_target=0, candidates=0, fallbacks=0, retargeted=0,
+  stats = dict(used=0, cut=0, dropped=collections.Counter({"failed": 0, "ungrounded": 0, "unsupported": 0}),
+               model_steps=0, without_target=0, candidates=0, fallbacks=0, retargeted=0,
                statuses=collections.Counter({s: 0 for s in (*STATUSES, "unranked")}),
                parents=collections.Counter())
   examples = []
   for record in records:
-    if reason := _drop_reason(record, source):
+    steps = record.model_steps()
+    reason = _drop_reason(record, source)
+    if reason == "unsupported" and source.cut_unsupported:
+      corrected = first_correction(steps, [rankings.get((record.key, i)) for i in range(len(steps))])
+      if corrected is not None:
+        reason, steps = None, steps[:corrected + 1]
+        stats["cut"] += 1
+    if reason:
       stats["dropped"][reason] += 1
       continue
     stats["used"] += 1
     stats["parents"][f"{record.lineage.model}@{record.lineage.generation}"] += 1
     try:
-      got = step_examples(record, rankings, include_failed=True, source=source.name, generation=source.generation)
+      got = step_examples(record, rankings, include_failed=True, source=source.name, generation=source.generation,
+                          steps=len(steps))
     except ValueError as e:
       raise ValueError(f"{source.rankings_path}: {e}") from None
-    steps = record.model_steps()
     stats["model_steps"] += len(steps)
     stats["without_target"] += len(steps) - len(got)
     for index, step in enumerate(steps):
@@ -124,11 +138,21 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
       ranking = rankings.get((record.key, index))
       stats["statuses"][ranking.status if ranking else "unranked"] += 1
       stats["fallbacks"] += bool(ranking and ranking.fallback)
-      target = target_index(step, ranking)
-      stats["retargeted"] += target is not None and step.chosen is not None and \
-          step.candidates[target].text != step.candidates[step.chosen].text
+      stats["retargeted"] += _retargeted(step, ranking)
     examples.extend(got)
   return examples, stats
+
+
+def _retargeted(step, ranking) -> bool:
+  """Whether the ranking's best candidate differs from the one the policy chose (the ranker corrected it)."""
+  target = target_index(step, ranking)
+  return target is not None and step.chosen is not None and \
+      step.candidates[target].text != step.candidates[step.chosen].text
+
+
+def first_correction(steps, rankings) -> int | None:
+  """The index of the first of `steps` (with their rankings; None: unranked) whose target the ranking changed."""
+  return next((i for i, (step, ranking) in enumerate(zip(steps, rankings)) if _retargeted(step, ranking)), None)
 
 
 def allocate(size: int, weights: Sequence[float]) -> list[int]:
@@ -214,7 +238,7 @@ def build_mixture(sources: Sequence[MixtureSource], out_path: str | os.PathLike,
       dict(sorted(st["parents"].items())),
       st["examples"], st["duplicates"], len(kept), len(chosen) / len(mixture) if mixture else 0.0,
       len(chosen) / len(kept) if kept else 0.0, len(chosen), len(chosen) > len(kept),
-      dict(sorted(collections.Counter(e.step_type for e in chosen).items())), st["retargeted"])
+      dict(sorted(collections.Counter(e.step_type for e in chosen).items())), st["retargeted"], st["cut"])
       for s, st, kept, chosen in zip(sources, stats, unique, taken))
   steps = sum(c.model_steps for c in cards)
   card = MixtureCard(

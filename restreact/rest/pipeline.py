@@ -187,7 +187,7 @@ class Pipeline:
       sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
                                    rk.directory / "rankings.jsonl", float(weights[prev]), prev,
                                    bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded),
-                                   self._verdict() if prev else None))
+                                   self._verdict() if prev else None, c.mixture.unsupported == "cut"))
       fps += [gr.fingerprint, rk.fingerprint]
     seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
     tokenizer = self.env.tokenizer
@@ -199,7 +199,7 @@ class Pipeline:
     if chat:  # the card counts chat rows
       inputs["chat"] = True
     if g > 0:  # the pilot is scripted: the ranker does not judge it
-      inputs["drop_unsupported"] = self._verdict() is not None
+      inputs["unsupported"] = c.mixture.unsupported if self._verdict() else "keep"
     mixture = self.stages.run(
         f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
             sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None, token_count=row_tokens,
@@ -243,24 +243,27 @@ class Pipeline:
       seed = c.seed * 1000 + 10 * g
       summary = rollout(tasks, make_sampler(seed), self.env.tool, agent, d / "trajectories.jsonl",
                         lineage=Lineage(policy, g, agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
-                        tool_workers=c.engine.tool_workers, **self.search_limits(), progress=self.progress)
+                        tool_workers=c.engine.tool_workers, **self.rollout_limits(), progress=self.progress)
       return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped, searches=summary.searches,
                   search_errors=summary.search_errors)
 
     return self.stages.run(f"{name}/grow", inputs, fn)
 
-  def search_limits(self) -> dict:
-    """The rollout's search deadline (the tool's own, plus slack for it to report first) and outage threshold."""
-    return dict(search_deadline=float(self.config.tool.deadline) + 5.0,
-                max_failure_rate=float(self.config.tool.max_failure_rate))
+  def rollout_limits(self) -> dict:
+    """The rollout's search deadline (the tool's own, plus slack for it to report first), outage threshold, and
+    wall-clock limits per trajectory and per rollout (0: none)."""
+    c = self.config
+    return dict(search_deadline=float(c.tool.deadline) + 5.0, max_failure_rate=float(c.tool.max_failure_rate),
+                trajectory_deadline=float(c.engine.trajectory_deadline) or None,
+                rollout_deadline=float(c.engine.rollout_deadline) or None)
 
   # ---------------------------------------------------------------------------------------------- rank
 
   def _verdict(self):
-    """The ranker's verdict on whole grown trajectories, when `mixture.drop_unsupported` asks for it: only the
+    """The ranker's verdict on whole grown trajectories, when `mixture.unsupported` asks for it: only the
     world_rules stand-in gives one (no ranker, as in the perplexity ablation, gives none)."""
     c = self.config
-    if not c.mixture.drop_unsupported or c.rank.ranker != stand_in_ranker.NAME:
+    if c.mixture.unsupported == "keep" or c.rank.ranker != stand_in_ranker.NAME:
       return None
     return stand_in_ranker.answer_supported
 
@@ -358,7 +361,9 @@ class Pipeline:
     c, name = self.config, GENERATIONS[g]
     tc = train_config(c, size)
     agent = agent_config(c, size, prompted=False)
-    inputs = dict(mixture=mixture.fingerprint, base=self._fps[f"base:{size}"], train=dataclasses.asdict(tc),
+    # the progress bar changes nothing the stage writes: a rerun without it resumes the same stage
+    train_fields = {k: v for k, v in dataclasses.asdict(tc).items() if k != "progress"}
+    inputs = dict(mixture=mixture.fingerprint, base=self._fps[f"base:{size}"], train=train_fields,
                   dev=[q.id for q in self.env.dev], dev_runs=c.eval.dev_runs, judge=self.judge_fingerprint(),
                   agent=dataclasses.asdict(agent))
     judge = self._judge(g)
@@ -367,7 +372,7 @@ class Pipeline:
       def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
         return dev_score(self.env.dev, engine=self.store.engine(model, size=size, seed=c.seed), tool=self.env.tool,
                          agent=agent, judge=judge, runs=int(c.eval.dev_runs), seed=c.seed, directory=d / "dev",
-                         **self.search_limits())
+                         **self.rollout_limits())
 
       examples = [Example(*e) for e in multihost.from_writer(
           lambda: [[e.prompt, e.target] for e in read_mixture(mixture.directory / "mixture.jsonl")])]
@@ -409,7 +414,7 @@ class Pipeline:
     return run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
                     judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(str(ref), g, agent.fingerprint()),
                     max_in_flight=c.engine.max_in_flight, tool_workers=c.engine.tool_workers, progress=self.progress,
-                    raters_csv=bool(c.eval.raters_csv), **self.search_limits())
+                    raters_csv=bool(c.eval.raters_csv), **self.rollout_limits())
 
   # ---------------------------------------------------------------------------------------------- export
 

@@ -78,7 +78,8 @@ def _paired_table(workdir: Path, summaries) -> list[str]:
 
 def _data_table(workdir: Path) -> list[str]:
   """Per generation: what its grow stage added, what the mixture kept of it, how its steps were ranked."""
-  lines = ["| generation | new trajectories | kept | dropped (failed, ungrounded, unsupported) | ranked steps | "
+  lines = ["| generation | new trajectories | kept (cut at a correction) | dropped (failed, ungrounded, unsupported) | "
+           "ranked steps | "
            "fallbacks | "
            "targets changed by the ranking | not ranked (one candidate, or no ranker) | examples in mixture | "
            "truncated | failed searches |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
@@ -94,7 +95,7 @@ def _data_table(workdir: Path) -> list[str]:
     ranked = sum(statuses.get(k, 0) for k in ("ok", "partial", "invalid"))
     new = own["trajectories_used"] + own["trajectories_skipped"]
     truncated = ", ".join(f"{COLUMN.get(k, k)} {v}" for k, v in card.get("truncated", {}).items()) or "not counted"
-    kept = own["trajectories_used"] or "**0: no new data**"
+    kept = f"{own['trajectories_used']} ({own.get('cut', 0)})" if own["trajectories_used"] else "**0: no new data**"
     lines.append(f"| {ROW[g]} | {new} | {kept} | {dropped.get('failed', 0)}, "
                  f"{dropped.get('ungrounded', 0)}, {dropped.get('unsupported', 0)} | {ranked} | {own['fallbacks']} | "
                  f"{own.get('retargeted', 0)} | "
@@ -195,7 +196,9 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
     lines += [f"Unparseable judge verdicts (counted as false): {unparseable}", ""]
   if data := _data_table(workdir):
     lines += ["## Training data", "", "What each generation's grow stage added to its mixture; ranked steps had "
-              "two or more candidates and a ranker reply; fallbacks fell back to perplexity order.", "", *data, ""]
+              "two or more candidates and a ranker reply; fallbacks fell back to perplexity order; a trajectory "
+              "cut at a correction gave its steps up to the first one whose target the ranking changed "
+              "(`mixture.unsupported=\"cut\"`).", "", *data, ""]
   if times := stage_times(workdir):
     lines += ["## Stage times", "", "Wall time of each finished stage (a stage resumed after an interruption "
               "counts its last launch only; `runs.jsonl` has every launch).", "", *times, ""]

@@ -128,7 +128,7 @@ def ask(pipeline: Pipeline, model: str, question: str, *, reference: str | None 
     summary = rollout([Task(qid, question, reference)], sampler, pipeline.env.tool, agent,
                       Path(tmp) / "trajectory.jsonl", lineage=Lineage(str(ref), ref.generation or 0,
                                                                       agent.fingerprint()),
-                      max_in_flight=1, tool_workers=1, progress=False, **pipeline.search_limits())
+                      max_in_flight=1, tool_workers=1, progress=False, **pipeline.rollout_limits())
   return summary.records[0]
 
 

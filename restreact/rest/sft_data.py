@@ -119,17 +119,18 @@ def target_index(step: ModelStep, ranking: StepRanking | None = None) -> int | N
 
 def step_examples(record: TrajectoryRecord, rankings: Mapping[tuple[str, int], StepRanking] | None = None, *,
                   few_shot: bool = False, include_failed: bool = False, source: str = "",
-                  generation: int | None = None) -> list[SFTExample]:
+                  generation: int | None = None, steps: int | None = None) -> list[SFTExample]:
   """One example per model step that has a parsed target; failed trajectories give none unless include_failed.
 
-  `generation` labels the examples (default: the record's lineage generation).
+  `generation` labels the examples (default: the record's lineage generation); `steps`: only the first this many
+  model steps give examples (None: all).
   """
   if record.status == "failed" and not include_failed:
     return []
   rankings = rankings or {}
   generation = record.lineage.generation if generation is None else generation
   out = []
-  for index, step in enumerate(record.model_steps()):
+  for index, step in enumerate(record.model_steps()[:steps]):
     target = target_index(step, rankings.get((record.key, index)))
     if target is not None:
       out.append(SFTExample(step_prompt(step, few_shot=few_shot), step.candidates[target].text, step.step_type,
