@@ -81,7 +81,7 @@ def test_report_has_stage_times_and_flags_a_generation_without_new_data(quick_ru
   assert all(f"| {row} |" in times for row in ("setup", "pilot", "gen 1", "gen 2", "export", "all"))
   # the tiny random L answers nothing, so generations 1 and 2 keep none of what they grew: flagged, not shown as data
   assert "**gen 1 added no new data**: its mixture kept none of the 6 trajectories it grew" in report
-  assert "| gen 1 | 6 | **0: no new data** |" in report and "| pilot | 6 | 6 |" in report
+  assert "| gen 1 | 6 | **0: no new data** |" in report and "| pilot | 6 | 6 (0) |" in report
   run = copy_run(quick_run, tmp_path / "run")
   path = run / "pilot/mixture/card.json"
   card = json.loads(path.read_text())
