@@ -17,7 +17,7 @@ from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.mixture import UNSUPPORTED
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
 from restreact.rest import stand_in_ranker
-from restreact.rest.pipeline import model_ranker, trained_sizes
+from restreact.rest.plan import model_ranker, trained_sizes
 from restreact.rest.rank import PERPLEXITY
 from restreact.rest.run_metrics import check_wandb
 from restreact.rest.setup import TOOL_KINDS, uses_world

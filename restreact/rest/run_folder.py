@@ -19,7 +19,8 @@ from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
 from restreact.rest import setup as run_setup
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef
-from restreact.rest.pipeline import Pipeline, agent_config
+from restreact.rest.pipeline import Pipeline
+from restreact.rest.plan import agent_config
 from restreact.rest.stages import STAGE_FILE, Stages
 
 QUESTION_SETS = ("dev", "test")
