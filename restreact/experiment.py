@@ -104,8 +104,9 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   # with size > 0, each generation's share of `size` examples. drop_ungrounded: leave out trajectories whose
   # answer is in none of the search results they saw. unsupported: what becomes of a grown trajectory whose
   # answer the ranker judges unsupported by its own summaries: "keep" it, "drop" it, or "cut" it after its first
-  # step whose target the ranking changed (the ranker's correction; none: dropped). Only the world_rules stand-in
-  # judges whole trajectories; with rank.ranker="perplexity" there is no ranker and nothing is judged.
+  # step whose target the ranking changed to one the ranker accepts (its correction), every earlier target
+  # accepted (else: dropped). Only the world_rules stand-in judges whole trajectories and single candidates;
+  # with rank.ranker="perplexity" there is no ranker and nothing is judged.
   c.mixture = ml_collections.ConfigDict(dict(weights=(1.0, 1.0, 1.0), size=0, include_failed=False,
                                              drop_ungrounded=False, unsupported="keep"))
 

@@ -236,7 +236,7 @@ def test_pipeline_judge_asks_the_served_model(server, tmp_path):
   config = experiment.get_config(0, "xs", "quick")
   config.eval.update(judge=f"openai:{NAME}@{server.base_url}", judge_few_shot=False)  # fits 512 tokens
   config.openai.update(timeout=60.0, retries=0)
-  judge = Pipeline(config, tmp_path)._judge(0)
+  judge = Pipeline(config, tmp_path).judge(0)
   assert judge.name == f"openai:{NAME}"
   before = server.engine.stats["decode_rounds"]
   verdicts = judge.grade([JudgeItem("Who?", "Ann Lee", "Ann Lee"), JudgeItem("Who?", "", "Bo")], [["Ann Lee"], ["Bo"]])

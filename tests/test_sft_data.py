@@ -188,12 +188,13 @@ def test_default_weights_repeat_and_ungrounded_answers_are_dropped(data, tmp_pat
   assert judged.sources[0].trajectories_used == 1 and judged.sources[0].dropped["unsupported"] == 1
 
 
-def test_cut_keeps_unsupported_trajectories_up_to_the_rankers_first_correction(data, tmp_path):
+def test_cut_keeps_unsupported_trajectories_up_to_the_rankers_first_accepted_correction(data, tmp_path):
   qs, records = data["qs"], data["records"]
   r0, r1 = records[qs[0].id], records[qs[1].id]
   rejected = lambda **kw: MixtureSource("gen1", data["files"]["gen1"], data["root"] / "gen1.rank.jsonl", 1, 1,
                                         supported=lambda r: False, **kw)
-  card = build_mixture([rejected(cut_unsupported=True)], tmp_path / "a" / "mix.jsonl", seed=0)
+  accept_all = lambda step, index: True
+  card = build_mixture([rejected(target_ok=accept_all)], tmp_path / "a" / "mix.jsonl", seed=0)
   s = card.sources[0]
   # r0: every step ranked (2, 1, 0), so its first step is already corrected (the variant, not the chosen);
   # r1: step 0's best is the chosen one, step 1's is not; q2 has no ranking (never corrected); q3 failed
@@ -206,11 +207,36 @@ def test_cut_keeps_unsupported_trajectories_up_to_the_rankers_first_correction(d
       .read_text()
   with pytest.raises(ValueError, match="no source has examples"):  # without the cut, all of them are dropped
     build_mixture([rejected()], tmp_path / "b" / "mix.jsonl", seed=0)
+  # a correction counts only when the ranker accepts its target, and every earlier target: rejecting r0's
+  # corrected first step drops r0; rejecting r1's unchanged first step drops r1 though its step 1 is corrected
+  r0_fix, r1_first = r0.model_steps()[0].candidates[1].text, r1.model_steps()[0].candidates[0].text
+  only_r1 = build_mixture([rejected(target_ok=lambda step, i: step.candidates[i].text != r0_fix)],
+                          tmp_path / "d" / "mix.jsonl", seed=0).sources[0]
+  assert (only_r1.trajectories_used, only_r1.cut, only_r1.model_steps, only_r1.dropped["unsupported"]) == (1, 1, 2, 2)
+  assert {e.trajectory_key for e in read_mixture(tmp_path / "d" / "mix.jsonl")} == {r1.key}
+  with pytest.raises(ValueError, match="no source has examples"):
+    build_mixture([rejected(target_ok=lambda step, i: step.candidates[i].text not in (r0_fix, r1_first))],
+                  tmp_path / "e" / "mix.jsonl", seed=0)
   # a supported trajectory is never cut
-  whole = build_mixture([dataclasses.replace(rejected(cut_unsupported=True), supported=lambda r: True)],
+  whole = build_mixture([dataclasses.replace(rejected(target_ok=accept_all), supported=lambda r: True)],
                         tmp_path / "c" / "mix.jsonl", seed=0).sources[0]
   assert whole.cut == 0 and whole.trajectories_used == 3 and whole.model_steps == sum(
       len(records[q.id].model_steps()) for q in qs[:3])
+
+
+def test_the_demo_cuts_with_the_stand_ins_judgements_and_the_ablation_judges_nothing(tmp_path):
+  """The pipeline hands the mixture the stand-in's verdict and candidate test only when the config asks for them."""
+  from restreact import experiment
+  from restreact.rest import stand_in_ranker
+  from restreact.rest.pipeline import Pipeline
+
+  c = experiment.get_config(2, "xs", "demo")
+  judged = lambda: (Pipeline(c, tmp_path)._verdict(), Pipeline(c, tmp_path)._cut())
+  assert judged() == (stand_in_ranker.answer_supported, stand_in_ranker.target_ok)
+  c.mixture.unsupported = "drop"
+  assert judged() == (stand_in_ranker.answer_supported, None)
+  c.mixture.unsupported, c.rank.ranker = "cut", "perplexity"
+  assert judged() == (None, None)
 
 
 def test_weights_give_stated_shares_and_seed_fixes_the_file(data, tmp_path):

@@ -121,6 +121,7 @@ def test_scores_and_the_headroom_script(grown, tmp_path):
   for step in two:
     weaker_score, right_score = stand_in_ranker.scores(step.input, [c.text for c in step.candidates])
     assert right_score >= stand_in_ranker.GOOD > weaker_score, step.step_type
+    assert (stand_in_ranker.target_ok(step, 1), stand_in_ranker.target_ok(step, 0)) == (True, False)
   run = tmp_path / "run"
   (run / "gen1" / "grow").mkdir(parents=True)
   (run / "gen1" / "rank").mkdir(parents=True)

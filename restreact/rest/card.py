@@ -39,7 +39,7 @@ class SourceCard:
   upsampled: bool  # taken > unique: examples repeat
   step_types: dict[str, int]  # in the mixture
   retargeted: int = 0  # steps whose target (the ranking's best) is not the candidate the policy chose
-  cut: int = 0  # unsupported trajectories used up to the ranker's first correction (in trajectories_used)
+  cut: int = 0  # unsupported trajectories used up to the ranker's first accepted correction (in trajectories_used)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,10 +3,12 @@
 Selection: a failed trajectory (no final answer) gives no examples unless `include_failed`; with
 `drop_ungrounded`, neither does one whose final answer appears in none of the search results it saw
 (the answer did not come from its observations); with a `supported` verdict (the ranker's judgement of
-the whole trajectory), neither does one it judges unsupported, or, with `cut_unsupported`, such a trajectory
-gives its steps up to its first step whose target the ranking changed (the ranker's correction of the
-policy's mistake) and none after it (they continue from a state the ranker would not have chosen); one the
-ranking never corrected is dropped. The card counts what was dropped, what was cut, and why.
+the whole trajectory), neither does one it judges unsupported, or, with `target_ok` (the ranker's judgement
+of one candidate), such a trajectory gives its steps up to its first step whose target the ranking changed to
+one the ranker accepts (its correction of the policy's mistake) and none after it (they continue from a state
+the ranker would not have chosen). It is dropped when the ranking corrected nothing, or when an earlier
+target is one the ranker does not accept: a ranking among equally bad candidates changes the target without
+correcting anything. The card counts what was dropped, what was cut, and why.
 
 Mixture rule (`build_mixture`):
   1. Examples are read from every source in the order given (within a source, by trajectory key, so the
@@ -38,13 +40,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from restreact.agent.records import ToolStep, TrajectoryRecord, read_records
+from restreact.agent.records import ModelStep, ToolStep, TrajectoryRecord, read_records
 from restreact.rest.card import MixtureCard, SourceCard, merge_counts, read_card
 from restreact.rest.jsonl import check_fields, json_lines, write_atomic
 from restreact.rest.sft_data import STATUSES, SFTExample, read_rankings, step_examples, target_index
 
 # What `mixture.unsupported` does with a trajectory the ranker judges unsupported (see the module docstring).
 UNSUPPORTED = ("keep", "drop", "cut")
+# What "cut" keeps, as the mixture stage records it (a mixture cut by another rule is redone, not reused).
+CUT_RULE = "steps up to the first correction to a target the ranker accepts, every earlier target accepted"
 
 WEIGHT_RULE = {
     "repeat": "each source gives its unique examples x weight (1 = each once; never fewer unless the weight is < 1)",
@@ -66,7 +70,8 @@ class MixtureSource:
   include_failed: bool = False
   drop_ungrounded: bool = False
   supported: Callable[[TrajectoryRecord], bool] | None = None  # the ranker's trajectory verdict; False: drop
-  cut_unsupported: bool = False  # an unsupported trajectory keeps its steps up to the ranker's first correction
+  # The ranker's judgement of candidate i of a step; set: an unsupported trajectory is cut, not dropped (above).
+  target_ok: Callable[[ModelStep, int], bool] | None = None
 
 
 def _words(text: str) -> str:
@@ -116,8 +121,9 @@ def _load_source(source: MixtureSource) -> tuple[list[SFTExample], dict]:
   for record in records:
     steps = record.model_steps()
     reason = _drop_reason(record, source)
-    if reason == "unsupported" and source.cut_unsupported:
-      corrected = first_correction(steps, [rankings.get((record.key, i)) for i in range(len(steps))])
+    if reason == "unsupported" and source.target_ok is not None:
+      corrected = first_correction(steps, [rankings.get((record.key, i)) for i in range(len(steps))],
+                                   source.target_ok)
       if corrected is not None:
         reason, steps = None, steps[:corrected + 1]
         stats["cut"] += 1
@@ -150,9 +156,16 @@ def _retargeted(step, ranking) -> bool:
       step.candidates[target].text != step.candidates[step.chosen].text
 
 
-def first_correction(steps, rankings) -> int | None:
-  """The index of the first of `steps` (with their rankings; None: unranked) whose target the ranking changed."""
-  return next((i for i, (step, ranking) in enumerate(zip(steps, rankings)) if _retargeted(step, ranking)), None)
+def first_correction(steps, rankings, target_ok=lambda step, index: True) -> int | None:
+  """The index of the first of `steps` (with their rankings; None: unranked) whose target the ranking changed to
+  one `target_ok(step, index)` accepts; None when there is none, or when a target before it is not accepted."""
+  for i, (step, ranking) in enumerate(zip(steps, rankings)):
+    target = target_index(step, ranking)
+    if target is None or not target_ok(step, target):
+      return None
+    if _retargeted(step, ranking):
+      return i
+  return None
 
 
 def allocate(size: int, weights: Sequence[float]) -> list[int]:

@@ -44,7 +44,7 @@ from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
 from restreact.rest.plan import agent_config, model_ranker, trained_sizes
 from restreact.rest import pretrain, run_metrics, run_record, stand_in_ranker
-from restreact.rest.mixture import MixtureSource, build_mixture, read_mixture
+from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.report import write_pipeline_report
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
@@ -153,7 +153,7 @@ class Pipeline:
       sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
                                    rk.directory / "rankings.jsonl", float(weights[prev]), prev,
                                    bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded),
-                                   self._verdict() if prev else None, c.mixture.unsupported == "cut"))
+                                   self._verdict() if prev else None, self._cut() if prev else None))
       fps += [gr.fingerprint, rk.fingerprint]
     seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
     tokenizer = self.env.tokenizer
@@ -166,6 +166,8 @@ class Pipeline:
       inputs["chat"] = True
     if g > 0:  # the pilot is scripted: the ranker does not judge it
       inputs["unsupported"] = c.mixture.unsupported if self._verdict() else "keep"
+      if self._cut():  # which corrections count (a mixture cut by an earlier rule is not reused)
+        inputs["cut"] = CUT_RULE
     mixture = self.stages.run(
         f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
             sources, d / "mixture.jsonl", seed=c.seed, size=c.mixture.size or None, token_count=row_tokens,
@@ -232,6 +234,11 @@ class Pipeline:
     if c.mixture.unsupported == "keep" or c.rank.ranker != stand_in_ranker.NAME:
       return None
     return stand_in_ranker.answer_supported
+
+  def _cut(self):
+    """The ranker's judgement of one candidate, when `mixture.unsupported="cut"` cuts unsupported trajectories
+    after the ranker's first correction to a candidate it accepts (only the stand-in gives one)."""
+    return stand_in_ranker.target_ok if self._verdict() and self.config.mixture.unsupported == "cut" else None
 
   def _ranker(self, g: int):
     """The ranker's `generate`: a model, the stand-in, or None (perplexity order, the no-feedback ablation)."""
@@ -300,7 +307,7 @@ class Pipeline:
 
   # ---------------------------------------------------------------------------------------------- improve
 
-  def _judge(self, g: int) -> Judge:
+  def judge(self, g: int) -> Judge:
     """The run's judge, made once: its model is loaded on first use and kept for every later stage."""
     if self._judge_cache is None:
       c = self.config
@@ -332,7 +339,7 @@ class Pipeline:
     inputs = dict(mixture=mixture.fingerprint, base=self._fps[f"base:{size}"], train=train_fields,
                   dev=[q.id for q in self.env.dev], dev_runs=c.eval.dev_runs, judge=self.judge_fingerprint(),
                   agent=dataclasses.asdict(agent))
-    judge = self._judge(g)
+    judge = self.judge(g)
 
     def fn(d: Path):
       def eval_fn(model) -> float:  # dev auto-eval of the weights being trained: picks the checkpoint
@@ -375,7 +382,7 @@ class Pipeline:
     unset prompts base models few-shot and fine-tuned ones zero-shot, as they were trained."""
     c = self.config
     agent = agent_config(c, ref.size, prompted=ref.stage == "base" if few_shot is None else few_shot)
-    judge = self._judge(g)
+    judge = self.judge(g)
     engine = _Lazy(lambda: self.store.engine(self.store.load(ref), size=ref.size, seed=c.seed))
     return run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
                     judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(str(ref), g, agent.fingerprint()),

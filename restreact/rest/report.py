@@ -197,8 +197,8 @@ def write_pipeline_report(workdir: Path, results: Mapping, *, progress: bool = T
   if data := _data_table(workdir):
     lines += ["## Training data", "", "What each generation's grow stage added to its mixture; ranked steps had "
               "two or more candidates and a ranker reply; fallbacks fell back to perplexity order; a trajectory "
-              "cut at a correction gave its steps up to the first one whose target the ranking changed "
-              "(`mixture.unsupported=\"cut\"`).", "", *data, ""]
+              "cut at a correction gave its steps up to the first one whose target the ranking changed to one the "
+              "ranker accepts (`mixture.unsupported=\"cut\"`).", "", *data, ""]
   if times := stage_times(workdir):
     lines += ["## Stage times", "", "Wall time of each finished stage (a stage resumed after an interruption "
               "counts its last launch only; `runs.jsonl` has every launch).", "", *times, ""]

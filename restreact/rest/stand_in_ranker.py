@@ -16,7 +16,7 @@ LLM understands English):
 - relevance and grounding checks: pass only a supported answer; revise an unsupported one to the
   supported one.
 Ties keep the presented (shuffled) order. `answer_supported` gives the same judgement on a whole
-trajectory, for `mixture.unsupported`. Real runs rank with a real model (`rank.ranker="base:l"`).
+trajectory, and `target_ok` on one candidate, for `mixture.unsupported`. Real runs rank with a real model (`rank.ranker="base:l"`).
 """
 
 from __future__ import annotations
@@ -74,6 +74,12 @@ def _judge_texts(state: dict, texts: list[str]) -> list[tuple[float, str]]:
     except ParseError as e:
       out.append((-10.0, f"does not parse ({e})"))
   return out
+
+
+def target_ok(step, index: int) -> bool:
+  """Whether candidate `index` of a model step does what the step needs (scores >= GOOD): the test a ranker's
+  correction must pass before `mixture.unsupported="cut"` keeps the steps that lead to it."""
+  return scores(step.input, [step.candidates[index].text])[0] >= GOOD
 
 
 def answer_supported(record) -> bool:
