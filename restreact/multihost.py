@@ -9,6 +9,8 @@ in the same order (the engine is one SPMD program over every process's devices).
   raised on every process too (instead of leaving the others waiting in the next collective).
 - `barrier(name)`: wait until every process gets here (before reading what process 0 just wrote).
 - `check_shared(folder)`: stop with a clear message when the processes do not see one work directory.
+- `preemption_service()`: whether JAX's preemption service owns SIGTERM (a multi-process run): its notifier
+  tells every process, and `multihost_utils.reached_preemption_sync_point` names one step for all to save at.
 
 What process 0 wrote earlier in the run (a stage's records, a mixture) is read by process 0 and handed
 over with `agree`, not read again by every host: a network file system may show another host's fresh
@@ -38,6 +40,13 @@ class WorkdirNotShared(RuntimeError):
 def is_writer() -> bool:
   """Whether this process writes the run's files: process 0."""
   return jax.process_index() == 0
+
+
+def preemption_service() -> bool:
+  """Whether JAX's preemption service handles SIGTERM in this process: `jax.distributed` started it (a
+  multi-process run; `jax_enable_preemption_service` is on by default). A Python SIGTERM handler would then
+  replace its notifier, and the other processes would never hear of the notice."""
+  return jax.process_count() > 1 and jax.distributed.is_initialized() and bool(jax.config.jax_enable_preemption_service)
 
 
 def agree(value: Any) -> Any:

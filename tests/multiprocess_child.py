@@ -5,7 +5,8 @@
 The flags, or the RESTREACT_COORDINATOR/NUM_PROCESSES/PROCESS_ID variables, join it to the others. It
 generates greedily and by sampling with the engine, then trains a few steps, on a mesh over every process's
 devices, and prints the results as one JSON line. `run` is also the single-process reference. With
-`--rollout` it grows trajectories instead (`rollout_run`), searching a tool that answers after a random delay.
+`--rollout` it grows trajectories instead (`rollout_run`), searching a tool that answers after a random delay;
+with `--preempt` it trains until process 1 gets SIGTERM (`preempt_run`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,38 @@ def run(tokenizer_path: str | Path, workdir: str | Path, devices=None) -> dict:
           "final_loss": result.final_loss, "steps": result.steps, "checkpoint": str(result.checkpoint)}
 
 
+PREEMPT_STEPS = 2000  # far more steps than the test waits for: a missed notice shows as a finished run
+
+
+def preempt_run(tokenizer_path: str | Path, workdir: str | Path) -> dict:
+  """Training that process 1 alone gets SIGTERM in, once three steps are logged: each process's result."""
+  import signal
+  import threading
+  import time
+
+  import jax
+  from restreact.models import Tokenizer, make_mesh
+  from restreact.train import train
+  from train_util import tiny_model
+
+  tokenizer = Tokenizer(tokenizer_path)
+  config = dataclasses.replace(train_config(), total_steps=PREEMPT_STEPS, save_every=PREEMPT_STEPS, log_every=1)
+  metrics = Path(workdir) / "metrics.jsonl"
+  seen = {}
+
+  def notice():
+    while not (metrics.is_file() and metrics.read_text().count('"loss"') >= 3):
+      time.sleep(0.02)
+    seen["python_handler"] = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  if jax.process_index() == 1:
+    threading.Thread(target=notice, daemon=True).start()
+  result = train(tiny_model(vocab_size=tokenizer.vocab_size), tokenizer, examples(), config, workdir,
+                 mesh=make_mesh(MESH_SHAPE))
+  return {"preempted": result.preempted, "steps": result.steps, "checkpoint": str(result.checkpoint), **seen}
+
+
 def rollout_run(workdir: str | Path) -> dict:
   """Scripted trajectories over the synthetic world into WORKDIR/trajectories.jsonl; each process's view."""
   import random
@@ -107,10 +140,16 @@ def main():
   parser.add_argument("--num_processes", type=int)
   parser.add_argument("--process_id", type=int)
   parser.add_argument("--rollout", action="store_true")
+  parser.add_argument("--preempt", action="store_true")
   args = parser.parse_args()
   started = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   assert started and jax.process_count() == 2, (started, jax.process_count())
-  out = rollout_run(args.workdir) if args.rollout else run(args.tokenizer, args.workdir)
+  if args.rollout:
+    out = rollout_run(args.workdir)
+  elif args.preempt:
+    out = preempt_run(args.tokenizer, args.workdir)
+  else:
+    out = run(args.tokenizer, args.workdir)
   out.update(process=jax.process_index(), devices=jax.device_count(), local_devices=jax.local_device_count())
   print(json.dumps(out), flush=True)
 

@@ -121,3 +121,18 @@ def test_two_processes_roll_out_in_step_and_write_once(tmp_path):
   assert first["records"] == second["records"]  # same order, same observations, same latencies
   written = [r.to_json() for r in read_records(tmp_path / "shared" / "trajectories.jsonl")]
   assert written == first["records"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_saved_step(tmp_path):
+  """JAX's preemption service carries process 1's SIGTERM to process 0: both stop after the same step, saved
+  once, together (a Python handler in process 1 alone would leave process 0 training, or waiting in a step)."""
+  tokenizer = tmp_path / "tok.model"
+  mapping_tokenizer(tokenizer)
+  first, second = _wait(_start(tmp_path, tokenizer, tmp_path / "shared", "--preempt"))
+  assert first["preempted"] and second["preempted"]
+  assert second["python_handler"] is False  # JAX's notifier, not a Python handler, took the signal
+  assert 3 <= first["steps"] == second["steps"] < child.PREEMPT_STEPS
+  saved = tmp_path / "shared" / CHECKPOINTS
+  assert first["checkpoint"] == second["checkpoint"] == str(saved / str(first["steps"]))
+  assert [p.name for p in saved.iterdir() if p.name.isdigit()] == [str(first["steps"])]

@@ -76,8 +76,10 @@ class RolloutSummary:
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
   """Let SIGTERM unwind like Ctrl-C (only the main thread may install handlers), unless a handler is already
-  installed: the trainer's, during the dev eval, which saves a checkpoint once the eval returns."""
-  if threading.current_thread() is not threading.main_thread() or \
+  installed: the trainer's, during the dev eval, which saves a checkpoint once the eval returns; or JAX's
+  preemption notifier in a multi-process run (replaced, it would never tell the trainer's sync point; the
+  trajectories finished before the scheduler's kill are on disk either way)."""
+  if threading.current_thread() is not threading.main_thread() or multihost.preemption_service() or \
       signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
     yield
     return

@@ -19,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from restreact import multihost
+
 CHECKPOINTS, BEST = "checkpoints", "best"
 
 
@@ -134,14 +136,21 @@ def restore_trainable(directory: str | Path, like, shardings):
 
 
 class Preemption:
-  """Turns SIGTERM into a flag that the train loop checks after each step (it then saves and returns)."""
+  """SIGTERM (a preemption notice) as the train loop's question after each step: save here and stop?
+
+  One process: a SIGTERM handler sets a flag. Several: JAX's preemption service owns SIGTERM (its notifier
+  tells every process) and `reached_preemption_sync_point(step)` is true on all of them at one step, the one
+  after the furthest any had reached, so that all save the same step (orbax's own multi-host rule). Without
+  the service (turned off), the processes agree on the flag with an allgather every step."""
 
   def __init__(self):
     self._flag = threading.Event()
     self._previous = None
+    self._synced = False
 
   def __enter__(self) -> Preemption:
-    if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread only
+    self._synced = multihost.preemption_service()
+    if not self._synced and threading.current_thread() is threading.main_thread():  # handlers: main thread only
       self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self._flag.set())
     return self
 
@@ -149,8 +158,11 @@ class Preemption:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
-  def requested(self) -> bool:
-    """Whether any process got SIGTERM (all processes must then save together)."""
+  def requested(self, step: int) -> bool:
+    """Whether to save `step` and stop: every process gives the same answer at the same step. Every process
+    must ask at every step from the same first step (the preemption service counts them)."""
+    if self._synced:
+      return multihost_utils.reached_preemption_sync_point(step)
     flag = self._flag.is_set()
     if jax.process_count() > 1:
       # numpy, not jnp: under the train loop's jax.set_mesh a jnp array would be a global one, not this process's.

@@ -242,7 +242,7 @@ def train(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
           ckpts.save(step, state, position)
         if eval_fn is not None and (last or (config.eval_every and step % config.eval_every == 0)):
           evaluate(step)
-        if not last and preemption.requested():
+        if not last and preemption.requested(step):
           log.warning("SIGTERM: saving step %d in %s and stopping", step, workdir)
           if ckpts.latest_step() != step:
             ckpts.save(step, state, position)
