@@ -34,9 +34,9 @@ def retrain(pipeline, name: str, size: str, seed: int) -> dict:
   from restreact.rest.evaluation import run_eval
   from restreact.rest.mixture import read_mixture
   from restreact.rest.model_store import GENERATIONS, train_config
+  from restreact.rest.plan import agent_config
   from restreact.rest.stages import Stages
   from restreact.train import Example, load_trained, train
-  from restreact.rest.plan import agent_config
 
   c, g = pipeline.config, GENERATIONS.index(name)
   mixture = pipeline.stages.status(f"{name}/mixture")
@@ -47,7 +47,8 @@ def retrain(pipeline, name: str, size: str, seed: int) -> dict:
   train_fields = {k: v for k, v in dataclasses.asdict(tc).items() if k != "progress"}
 
   def fit(d: Path) -> dict:
-    examples = [Example(e.prompt, e.target) for e in read_mixture(pipeline.workdir / name / "mixture" / "mixture.jsonl")]
+    mixture_file = pipeline.workdir / name / "mixture" / "mixture.jsonl"
+    examples = [Example(e.prompt, e.target) for e in read_mixture(mixture_file)]
     result = train(pipeline.store.base(size), pipeline.env.tokenizer, examples, tc, d, mesh=pipeline.mesh,
                    chat=pipeline.store.chat(size))
     return dict(checkpoint=str(result.checkpoint), final_loss=result.final_loss)

@@ -16,7 +16,8 @@ LLM understands English):
 - relevance and grounding checks: pass only a supported answer; revise an unsupported one to the
   supported one.
 Ties keep the presented (shuffled) order. `answer_supported` gives the same judgement on a whole
-trajectory, and `target_ok` on one candidate, for `mixture.unsupported`. Real runs rank with a real model (`rank.ranker="base:l"`).
+trajectory, and `target_ok` on one candidate, for `mixture.unsupported`. Real runs rank with a real model
+(`rank.ranker="base:l"`).
 """
 
 from __future__ import annotations
