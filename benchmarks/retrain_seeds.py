@@ -30,10 +30,8 @@ _APPEND_TO = flags.DEFINE_string("append_to", None, "File to append the table to
 
 def retrain(pipeline, name: str, size: str, seed: int) -> dict:
   """Generation `name`'s train stage for `size` with training seed `seed`, then its eval stage's runs."""
-  from restreact.agent.records import Lineage
-  from restreact.rest.evaluation import run_eval
   from restreact.rest.mixture import read_mixture
-  from restreact.rest.model_store import GENERATIONS, train_config
+  from restreact.rest.model_store import GENERATIONS, ModelRef, train_config
   from restreact.rest.plan import agent_config
   from restreact.rest.stages import Stages
   from restreact.train import Example, load_trained, train
@@ -51,21 +49,19 @@ def retrain(pipeline, name: str, size: str, seed: int) -> dict:
     examples = [Example(e.prompt, e.target) for e in read_mixture(mixture_file)]
     result = train(pipeline.store.base(size), pipeline.env.tokenizer, examples, tc, d, mesh=pipeline.mesh,
                    chat=pipeline.store.chat(size))
-    return dict(checkpoint=str(result.checkpoint), final_loss=result.final_loss)
+    out = dict(checkpoint=str(result.checkpoint), final_loss=result.final_loss)
+    (d / "result.json").write_text(json.dumps(out))  # what a rerun loads
+    return out
 
-  trained = stages.run("train", dict(mixture=mixture["fingerprint"], base=pipeline.fingerprint(f"base:{size}"),
-                                     train=train_fields), fit)
+  inputs = dict(mixture=mixture["fingerprint"], base=pipeline.fingerprint(f"base:{size}"), train=train_fields)
+  trained = stages.run("train", inputs, fit, load=lambda d: json.loads((d / "result.json").read_text()))
   agent = agent_config(c, size, prompted=False)
   questions = pipeline.env.eval_questions
 
-  def evaluate(d: Path) -> dict:
+  def evaluate(d: Path) -> dict:  # the eval stage's work, on the retrained weights
     model = load_trained(pipeline.store.base(size), trained.value["checkpoint"], tc)
-    engine = pipeline.store.engine(model, size=size, seed=c.seed)
-    return run_eval(d, questions, engine_for_run=lambda run: engine, tool=pipeline.env.tool, agent=agent,
-                    judge=pipeline.judge(g), runs=int(c.eval.runs), seed=c.seed + 1,  # the eval stage's seeds
-                    lineage=Lineage(f"{name}:{size}@train-seed{seed}", g, agent.fingerprint()),
-                    max_in_flight=c.engine.max_in_flight, tool_workers=c.engine.tool_workers,
-                    progress=pipeline.progress, raters_csv=False, **pipeline.rollout_limits())
+    return pipeline.eval_model(d, ModelRef(name, size), questions, int(c.eval.runs), g, model=model,
+                               name=f"{name}:{size}@train-seed{seed}")
 
   return stages.run("eval", dict(model=trained.fingerprint, questions=[q.id for q in questions], runs=c.eval.runs,
                                  judge=pipeline.judge_fingerprint(), agent=dataclasses.asdict(agent)),

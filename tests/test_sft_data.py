@@ -224,14 +224,14 @@ def test_cut_keeps_unsupported_trajectories_up_to_the_rankers_first_accepted_cor
       len(records[q.id].model_steps()) for q in qs[:3])
 
 
-def test_the_demo_cuts_with_the_stand_ins_judgements_and_the_ablation_judges_nothing(tmp_path):
-  """The pipeline hands the mixture the stand-in's verdict and candidate test only when the config asks for them."""
+def test_the_demo_cuts_with_the_stand_ins_judgements_and_the_ablation_judges_nothing():
+  """The mixture gets the stand-in's verdict and candidate test only when the config asks for them."""
   from restreact import experiment
   from restreact.rest import stand_in_ranker
-  from restreact.rest.pipeline import Pipeline
+  from restreact.rest.plan import cut_test, trajectory_verdict
 
   c = experiment.get_config(2, "xs", "demo")
-  judged = lambda: (Pipeline(c, tmp_path)._verdict(), Pipeline(c, tmp_path)._cut())
+  judged = lambda: (trajectory_verdict(c), cut_test(c))
   assert judged() == (stand_in_ranker.answer_supported, stand_in_ranker.target_ok)
   c.mixture.unsupported = "drop"
   assert judged() == (stand_in_ranker.answer_supported, None)

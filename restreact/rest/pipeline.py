@@ -42,7 +42,7 @@ from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_e
 from restreact.rest.jsonl import write_atomic
 from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, ModelStore, text_generator, train_config
-from restreact.rest.plan import agent_config, model_ranker, trained_sizes
+from restreact.rest.plan import agent_config, cut_test, model_ranker, trained_sizes, trajectory_verdict
 from restreact.rest import pretrain, run_metrics, run_record, stand_in_ranker
 from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
@@ -153,7 +153,7 @@ class Pipeline:
       sources.append(MixtureSource(GENERATIONS[prev], gr.directory / "trajectories.jsonl",
                                    rk.directory / "rankings.jsonl", float(weights[prev]), prev,
                                    bool(c.mixture.include_failed), bool(c.mixture.drop_ungrounded),
-                                   self._verdict() if prev else None, self._cut() if prev else None))
+                                   trajectory_verdict(c) if prev else None, cut_test(c) if prev else None))
       fps += [gr.fingerprint, rk.fingerprint]
     seq_lens = {size: train_config(c, size).seq_len for size in trained_sizes(c, g)}
     tokenizer = self.env.tokenizer
@@ -165,8 +165,8 @@ class Pipeline:
     if chat:  # the card counts chat rows
       inputs["chat"] = True
     if g > 0:  # the pilot is scripted: the ranker does not judge it
-      inputs["unsupported"] = c.mixture.unsupported if self._verdict() else "keep"
-      if self._cut():  # which corrections count (a mixture cut by an earlier rule is not reused)
+      inputs["unsupported"] = c.mixture.unsupported if trajectory_verdict(c) else "keep"
+      if cut_test(c):  # which corrections count (a mixture cut by an earlier rule is not reused)
         inputs["cut"] = CUT_RULE
     mixture = self.stages.run(
         f"{name}/mixture", inputs, lambda d: dataclasses.asdict(build_mixture(
@@ -226,19 +226,6 @@ class Pipeline:
                 rollout_deadline=float(c.engine.rollout_deadline) or None)
 
   # ---------------------------------------------------------------------------------------------- rank
-
-  def _verdict(self):
-    """The ranker's verdict on whole grown trajectories, when `mixture.unsupported` asks for it: only the
-    world_rules stand-in gives one (no ranker, as in the perplexity ablation, gives none)."""
-    c = self.config
-    if c.mixture.unsupported == "keep" or c.rank.ranker != stand_in_ranker.NAME:
-      return None
-    return stand_in_ranker.answer_supported
-
-  def _cut(self):
-    """The ranker's judgement of one candidate, when `mixture.unsupported="cut"` cuts unsupported trajectories
-    after the ranker's first correction to a candidate it accepts (only the stand-in gives one)."""
-    return stand_in_ranker.target_ok if self._verdict() and self.config.mixture.unsupported == "cut" else None
 
   def _ranker(self, g: int):
     """The ranker's `generate`: a model, the stand-in, or None (perplexity order, the no-feedback ablation)."""
@@ -376,16 +363,19 @@ class Pipeline:
     self.stages.run(f"{name}/eval_{size}", inputs, lambda d: self.eval_model(d, ref, questions, int(c.eval.runs), g),
                     load=lambda d: json.loads((d / "summary.json").read_text()))
 
-  def eval_model(self, d: Path, ref: ModelRef, questions, runs: int, g: int, *, few_shot: bool | None = None) -> dict:
+  def eval_model(self, d: Path, ref: ModelRef, questions, runs: int, g: int, *, few_shot: bool | None = None,
+                 model=None, name: str | None = None) -> dict:
     """R runs of model `ref` over `questions` into folder `d`, graded by the run's judge: the eval stage's work,
     and `restreact.evaluate`'s (any model, any question set). `g` is the generation it is done for; `few_shot`
-    unset prompts base models few-shot and fine-tuned ones zero-shot, as they were trained."""
+    unset prompts base models few-shot and fine-tuned ones zero-shot, as they were trained. `model`: weights of
+    `ref`'s size to evaluate instead of `ref`'s own (a retrain), recorded in the trajectories as `name`."""
     c = self.config
     agent = agent_config(c, ref.size, prompted=ref.stage == "base" if few_shot is None else few_shot)
     judge = self.judge(g)
-    engine = _Lazy(lambda: self.store.engine(self.store.load(ref), size=ref.size, seed=c.seed))
+    engine = _Lazy(lambda: self.store.engine(model if model is not None else self.store.load(ref), size=ref.size,
+                                             seed=c.seed))
     return run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
-                    judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(str(ref), g, agent.fingerprint()),
+                    judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(name or str(ref), g, agent.fingerprint()),
                     max_in_flight=c.engine.max_in_flight, tool_workers=c.engine.tool_workers, progress=self.progress,
                     raters_csv=bool(c.eval.raters_csv), **self.rollout_limits())
 

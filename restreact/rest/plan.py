@@ -1,5 +1,6 @@
 """What a config plans, apart from running it: the sizes each generation fine-tunes, whether the ranker is a
-model, and each policy's agent settings. The pipeline and the config check both read it."""
+model, what the ranker judges for the mixture's selection, and each policy's agent settings. The pipeline and
+the config check both read it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def _needs_trained_l(config, generation: int) -> bool:
     except ValueError:  # the config check reports a bad reference
       pass
   return False
+
+
+def trajectory_verdict(config):
+  """The ranker's verdict on whole grown trajectories, when `mixture.unsupported` asks for it: only the
+  world_rules stand-in gives one (no ranker, as in the perplexity ablation, gives none)."""
+  if config.mixture.unsupported == "keep" or config.rank.ranker != stand_in_ranker.NAME:
+    return None
+  return stand_in_ranker.answer_supported
+
+
+def cut_test(config):
+  """The ranker's judgement of one candidate, when `mixture.unsupported="cut"` cuts unsupported trajectories
+  after the ranker's first correction to a candidate it accepts (only the stand-in gives one)."""
+  return stand_in_ranker.target_ok if trajectory_verdict(config) and config.mixture.unsupported == "cut" else None
 
 
 def agent_config(config, size: str, *, prompted: bool, num_candidates: int | None = None,
