@@ -5,10 +5,11 @@ the engine's own jitted decode round) from abstract shapes only, AOT-compiled fo
 devices with every device on the fsdp axis (`make_mesh()`, the pipeline's default), and read with
 `compiled.memory_analysis()`. The settings are the real experiment's (`restreact/experiment.py`).
 
-The decoder runs its layers as a Python loop, so compile time grows with depth (95-116 s for a 1B train step at full
-depth on 2 busy cores, 36 programs in all). Every program is therefore compiled with one local layer,
-two local layers, and one local + one global layer, and each byte count is extrapolated linearly per layer type to
-the real depth; `--check` compiles the first model's programs at full depth on 16 devices and reports the error.
+Training scans over the stacked layers (`TrainConfig.scan_layers`), so its compile time barely grows with depth (the
+1B train step: 24 s at full depth on 2 cores) and train steps are compiled at full depth. Decoding loops over the
+layers, so each decode program is compiled with one local layer, two local layers, and one local + one global
+layer, and its byte count is extrapolated linearly per layer type to the real depth; `--check` compiles the first
+model's decode program at full depth on 16 devices and reports the error.
 
 `--tpu` (the headline numbers; needs a Python with libtpu, e.g. `pip install jax[tpu]`, but no TPU) compiles the same
 programs with the TPU compiler for v5e-8/16 and v5p-8/16 topologies (`jax.experimental.topologies`), so fusion,
@@ -178,12 +179,17 @@ def measure(cfg: GemmaConfig, program: str, devices, tc: TrainConfig, engine: di
   return {f: int(getattr(m, f"{f}_size_in_bytes")) for f in FIELDS}
 
 
-def extrapolated(cfg: GemmaConfig, program: str, devices: int, tc: TrainConfig, engine: dict) -> tuple[dict, dict]:
+def extrapolated(cfg: GemmaConfig, program: str, devices: int, tc: TrainConfig,
+                 engine: dict) -> tuple[dict, dict | None]:
   """Bytes at the real depth from compiles of 1 local, 2 local and (decode only) 1 local + 1 global layer.
 
   Training arrays have the same shapes on local and global layers (the window is a mask), so a global layer costs
   what a local one does there; the decode cache of a global layer is longer. Returns (estimate, per-layer bytes).
+  A scanned train step is compiled at full depth instead (per-layer bytes None): it compiles in seconds, and a
+  one-layer scan is unrolled by XLA, so it is no base for a per-layer difference.
   """
+  if program != "decode" and tc.scan_layers:
+    return measure(cfg, program, devices, tc, engine), None
   one = measure(with_layers(cfg, (LOCAL,)), program, devices, tc, engine)
   two = measure(with_layers(cfg, (LOCAL, LOCAL)), program, devices, tc, engine)
   mixed = measure(with_layers(cfg, (LOCAL, GLOBAL)), program, devices, tc, engine) if program == "decode" else two
@@ -314,9 +320,10 @@ def run_tpu(args, models: dict, start: float) -> None:
       f"{USABLE:.0%} of the chip's HBM (v5e 16 GiB, v5p 95 GiB). 'compiler: used X of Y HBM': the TPU compiler "
       "refused the program as too big for the chip (its own count). "
       + ("Depth: every layer compiled (full depth). " if args.depth == "full" else
-         "Depth: compiled with 1 local, 2 local and (decode) 1 local + 1 global layer and extrapolated per layer "
-         "to the real depth (full-depth compiles are too slow on these 2 cores), so an over-HBM program shows as "
-         "a total above the HBM rather than the compiler's refusal. ")
+         "Depth: train steps compiled at full depth (scanned layers); decode compiled with 1 local, 2 local and "
+         "1 local + 1 global layer and extrapolated per layer to the real depth (its layers are a loop, slow to "
+         "compile at full depth), so an over-HBM decode shows as a total above the HBM rather than the "
+         "compiler's refusal. ")
       + ("" if args.all_slices else "Slices are tried smallest first and a program stops at the first it fits on "
          "(`--all-slices` compiles the rest). ")
       + ("Remat table: the same 1B full fine-tuning step with each `TrainConfig.remat`. " if remat_rows else "")
@@ -377,8 +384,9 @@ def main():
         results[preset, program, devices] = stats
         rows.append([preset, program, devices] + [gib(stats[f]) for f in FIELDS] + [
             f"**{gib(total)}**", ", ".join(fitting_slices(devices, total)) or "-"])
-        per_layer.append(f"{preset} {program} x{devices}: {layer['local'] / MIB:,.1f} MiB per local layer, "
-                         f"{layer['global'] / MIB:,.1f} MiB per global layer")
+        if layer is not None:
+          per_layer.append(f"{preset} {program} x{devices}: {layer['local'] / MIB:,.1f} MiB per local layer, "
+                           f"{layer['global'] / MIB:,.1f} MiB per global layer")
         print(rows[-1], f"{time.perf_counter() - tick:.0f} s, peak RSS "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GiB", flush=True)
       best = smallest_fit(per_device)
@@ -390,6 +398,8 @@ def main():
     preset, (cfg, tc, engine) = next(iter(models.items()))
     devices = max(mesh_sizes)
     for program in PROGRAMS:
+      if program != "decode" and tc.scan_layers:
+        continue  # compiled at full depth already
       tick = time.perf_counter()
       real = total_bytes(measure(cfg, program, devices, tc, engine))
       est = total_bytes(results[preset, program, devices])
@@ -422,10 +432,10 @@ def main():
       f"Fits: total <= {USABLE:.0%} of a device's HBM (TPU: 16 GiB v5e, 95 GiB v5p; GPU: CUDA's total, 81,559 MiB "
       "H100, 143,771 MiB H200); slices from smallest (devices, then total HBM): "
       + ", ".join(f"{s.name} ({s.devices})" for s in SLICES) + ". "
-      "Depth: every program was compiled with 1 local, 2 local and (decode) 1 local + 1 global layer, and each "
-      "byte count extrapolated linearly per layer to the real depth (the model runs its layers as a Python loop; "
-      "at full depth one 1B train step takes ~100 s to compile on these 2 busy cores, and deeper models "
-      "longer, x 36 programs). Measured per-layer bytes: " + "; ".join(per_layer) + "."
+      "Depth: train steps (full, lora) were compiled at full depth (they scan their stacked layers, "
+      "`scan_layers=True`); decode programs loop over the layers and were compiled with 1 local, 2 local and 1 "
+      "local + 1 global layer, each byte count extrapolated linearly per layer to the real depth. "
+      "Measured per-layer bytes (decode): " + "; ".join(per_layer) + "."
       + (" Check against full-depth compiles: " + "; ".join(checks) + "." if checks else "")
       + f" Wall time of this run: {wall / 60:.1f} min; peak RSS "
       f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GiB.")

@@ -18,6 +18,7 @@ CASES = {
     "gemma2": lambda: ref.gemma2_config(),
     "gemma3": lambda: ref.gemma3_config(rope_factor=None),
     "gemma3-rope-scaled": lambda: ref.gemma3_config(rope_factor=8.0),
+    "gemma3-14-layers": lambda: ref.gemma3_config(layers=14, rope_factor=None),  # stacks of two, a tail of two
 }
 
 

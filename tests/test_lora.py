@@ -39,9 +39,10 @@ def test_fresh_adapters_leave_the_model_unchanged():
 def test_targets_rank_and_alpha_come_from_config():
   model = random_model("gemma3-tiny")
   apply_lora(model, LoraConfig(rank=3, alpha=12, targets=("q", "down")), rngs=nnx.Rngs(1))
-  block = model.layers[0]
-  assert block.attn.q.lora_a.get_value().shape == (64, 3) and block.attn.q.lora_b.get_value().shape == (3, 4, 16)
-  assert block.mlp.down.lora_a.get_value().shape == (128, 3)
+  block = model.stacks[0]  # layer 0 alone: gemma3-tiny's 6 layers are one period of the pattern
+  assert block.attn.q.lora_a.get_value().shape == (1, 64, 3)  # one adapter per stacked layer
+  assert block.attn.q.lora_b.get_value().shape == (1, 3, 4, 16)
+  assert block.mlp.down.lora_a.get_value().shape == (1, 128, 3)
   assert block.attn.k.lora_a is None and block.mlp.up.lora_a is None
   assert block.attn.q.lora_scale == 4.0
   with pytest.raises(ValueError, match="unknown LoRA targets"):

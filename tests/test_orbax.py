@@ -27,6 +27,6 @@ def test_restore_onto_mesh(tmp_path):
   save_params(model, tmp_path / "ckpt")
   mesh = make_mesh((2, 2, 2))
   restored = restore_params(tmp_path / "ckpt", mesh=mesh)
-  assert restored.layers[0].mlp.gate.w.get_value().sharding.spec == P("fsdp", "tensor")
+  assert restored.stacks[0].mlp.gate.w.get_value().sharding.spec == P(None, "fsdp", "tensor")
   with jax.set_mesh(mesh):
     np.testing.assert_allclose(np.asarray(forward(restored, TOKENS)), np.asarray(forward(model, TOKENS)), atol=1e-5)

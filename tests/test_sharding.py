@@ -32,16 +32,16 @@ def test_mesh_from_config():
 
 def test_parameters_are_sharded_as_the_rules_say(mesh):
   model = shard_model(random_model("gemma3-tiny"), mesh)
-  block = model.layers[0]
+  block = model.stacks[0]  # stacked layers: a leading "layers" axis, never sharded
   assert model.embedding.get_value().sharding.spec == P("tensor", "fsdp")
-  assert block.attn.q.w.get_value().sharding.spec == P("fsdp", "tensor", None)
-  assert block.attn.k.w.get_value().sharding.spec == P("fsdp", "tensor", None)
-  assert block.attn.o.w.get_value().sharding.spec == P("tensor", None, "fsdp")
-  assert block.mlp.gate.w.get_value().sharding.spec == P("fsdp", "tensor")
-  assert block.mlp.down.w.get_value().sharding.spec == P("tensor", "fsdp")
-  assert block.pre_attn_norm.scale.get_value().sharding.spec == P(None)
+  assert block.attn.q.w.get_value().sharding.spec == P(None, "fsdp", "tensor", None)
+  assert block.attn.k.w.get_value().sharding.spec == P(None, "fsdp", "tensor", None)
+  assert block.attn.o.w.get_value().sharding.spec == P(None, "tensor", None, "fsdp")
+  assert block.mlp.gate.w.get_value().sharding.spec == P(None, "fsdp", "tensor")
+  assert block.mlp.down.w.get_value().sharding.spec == P(None, "tensor", "fsdp")
+  assert block.pre_attn_norm.scale.get_value().sharding.spec == P(None, None)
   shard = block.mlp.gate.w.get_value().addressable_shards[0].data
-  assert shard.shape == (32, 64)  # [64, 128] split 2 ways on fsdp and 2 on tensor
+  assert shard.shape == (1, 32, 64)  # [1, 64, 128] split 2 ways on fsdp and 2 on tensor
 
 
 def test_indivisible_axes_are_replicated():
@@ -103,7 +103,7 @@ def test_from_pretrained_streams_onto_the_mesh(mesh, tmp_path):
   hf = ref.causal_lm(ref.gemma3_config())
   hf.save_pretrained(tmp_path)
   model, _ = from_pretrained(tmp_path, mesh=mesh, progress=False)
-  assert model.layers[0].mlp.up.w.get_value().sharding.spec == P("fsdp", "tensor")
+  assert model.stacks[0].mlp.up.w.get_value().sharding.spec == P(None, "fsdp", "tensor")
   with jax.set_mesh(mesh):
     logits = forward(model, TOKENS)
   np.testing.assert_allclose(np.asarray(logits), ref.logits(hf, TOKENS), atol=1e-4, rtol=0)

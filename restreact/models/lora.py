@@ -68,10 +68,12 @@ def apply_lora(model: nnx.Module, config: LoraConfig, *, rngs: nnx.Rngs) -> nnx.
     if proj.lora_a is not None:
       raise ValueError(f"{'/'.join(map(str, path))} already has a LoRA adapter")
     found = True
-    a = jax.random.normal(rngs.params(), proj.in_shape + (config.rank,), jnp.float32)
-    proj.lora_a = nnx.LoRAParam(a / math.sqrt(math.prod(proj.in_shape)), logical_axes=proj.in_axes + ("lora_rank",))
-    proj.lora_b = nnx.LoRAParam(jnp.zeros((config.rank,) + proj.out_shape, jnp.float32),
-                                logical_axes=("lora_rank",) + proj.out_axes)
+    layers, layer_axes = _stacked(proj)  # a stacked layer's projection: one adapter per layer, stacked alike
+    a = jax.random.normal(rngs.params(), layers + proj.in_shape + (config.rank,), jnp.float32)
+    proj.lora_a = nnx.LoRAParam(a / math.sqrt(math.prod(proj.in_shape)),
+                                logical_axes=layer_axes + proj.in_axes + ("lora_rank",))
+    proj.lora_b = nnx.LoRAParam(jnp.zeros(layers + (config.rank,) + proj.out_shape, jnp.float32),
+                                logical_axes=layer_axes + ("lora_rank",) + proj.out_axes)
     proj.lora_scale = config.scale
     _place_like(proj.lora_a, proj.w)
     _place_like(proj.lora_b, proj.w)
@@ -79,6 +81,13 @@ def apply_lora(model: nnx.Module, config: LoraConfig, *, rngs: nnx.Rngs) -> nnx.
     raise ValueError(f"no projection named {tuple(config.targets)} found in the model")
   model.lora_config = config
   return model
+
+
+def _stacked(proj: Projection) -> tuple[tuple[int, ...], tuple[str, ...]]:
+  """The leading (stacking) dimensions of a projection's weight and their logical axis names."""
+  shape = proj.w.get_value().shape
+  lead = len(shape) - len(proj.in_shape) - len(proj.out_shape)
+  return tuple(shape[:lead]), tuple(proj.w.get_metadata()["logical_axes"][:lead])
 
 
 def _place_like(var: nnx.Variable, like: nnx.Variable) -> None:
@@ -103,8 +112,10 @@ def merged_weight(model: nnx.Module, path: Sequence) -> jax.Array:
   owner, leaf = _module_at(model, path[:-1]), path[-1]
   value = getattr(owner, leaf).get_value()
   if isinstance(owner, Projection) and leaf == "w" and owner.lora_a is not None:
-    delta = jnp.tensordot(owner.lora_a.get_value().astype(jnp.float32),
-                          owner.lora_b.get_value().astype(jnp.float32), axes=1)
+    layers, _ = _stacked(owner)
+    a = owner.lora_a.get_value().astype(jnp.float32).reshape(layers + (math.prod(owner.in_shape), -1))
+    b = owner.lora_b.get_value().astype(jnp.float32).reshape(layers + (a.shape[-1], -1))
+    delta = (a @ b).reshape(value.shape)  # per layer: [in, rank] @ [rank, out]
     value = (value.astype(jnp.float32) + owner.lora_scale * delta).astype(value.dtype)
   return value
 

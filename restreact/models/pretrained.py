@@ -1,7 +1,8 @@
 """`from_pretrained` / `save_pretrained`: Hugging Face checkpoint directories in and out.
 
-Import streams tensors one at a time from the safetensors files onto their target shardings, so the
-host holds about one tensor, never the model. Export gathers and writes one tensor at a time
+Import streams parameters one at a time from the safetensors files onto their target shardings (a
+stacked parameter gathers its layers' tensors first), so the host holds about one parameter, never the
+model. Export gathers and writes one tensor at a time
 (LoRA adapters merged in), shard by shard.
 """
 
@@ -67,14 +68,21 @@ def from_pretrained(path: str | os.PathLike, *, dtype: str = "float32", mesh: Me
   with CheckpointReader(path) as reader:
     names = _match_names(reader, maps, cfg, path)
     target = NP_DTYPES[dtype]
-    for m in tqdm(maps, desc=f"loading {Path(path).name}", unit="tensor", disable=not progress):
-      host = m.to_ours(reader.read(names[m.hf_name])).astype(target, copy=False)
+    by_path: dict[tuple, list] = {}
+    for m in maps:
+      by_path.setdefault(m.path, []).append(m)
+    bar = tqdm(total=len(maps), desc=f"loading {Path(path).name}", unit="tensor", disable=not progress)
+    for param_path, parts in by_path.items():
+      host = [m.to_ours(reader.read(names[m.hf_name])).astype(target, copy=False) for m in parts]
+      host = host[0] if parts[0].index is None else np.stack([host[i] for i in np.argsort([m.index for m in parts])])
       if mesh is None:
         value = jnp.asarray(host)
       else:
-        value = jax.make_array_from_callback(host.shape, shardings[m.path], lambda index, a=host: a[index])
-      flat[m.path] = flat[m.path].replace(value)
+        value = jax.make_array_from_callback(host.shape, shardings[param_path], lambda index, a=host: a[index])
+      flat[param_path] = flat[param_path].replace(value)
+      bar.update(len(parts))
       del host
+    bar.close()
   model = nnx.merge(graphdef, nnx.from_flat_state(flat))
   tokenizer_file = Path(path) / TOKENIZER_FILE
   tokenizer = Tokenizer(tokenizer_file) if tokenizer_file.exists() else None
@@ -131,6 +139,8 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: str |
     bar.update(1)
     m = maps[name]
     value = merged_weight(model, m.path)
+    if m.index is not None:
+      value = value[m.index]
     host = multihost_utils.process_allgather(value, tiled=True) if jax.process_count() > 1 else value
     return m.to_hf(np.asarray(jax.device_get(host)).astype(np.float32)).astype(target)
 

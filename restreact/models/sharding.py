@@ -27,6 +27,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("head_dim", None),
     ("mlp", "tensor"),
     ("norm", None),
+    ("layers", None),  # the stacking axis of scanned layers (restreact.models.gemma.stacking)
     ("lora_rank", None),
     ("act_batch", ("data", "fsdp")),
     ("act_length", None),

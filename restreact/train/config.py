@@ -34,6 +34,7 @@ class TrainConfig:
   lora_alpha: float = 16.0
   lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
   remat: Literal["none", "dots", "full"] = "none"  # what each layer keeps for the backward pass (model.REMAT_POLICIES)
+  scan_layers: bool = True  # the layers as one jax.lax.scan (compile time independent of depth); False: one by one
   param_dtype: Literal["float32", "bfloat16"] | None = None  # None: the model's; bfloat16: bf16 weights and
   # compute with float32 Adam moments and float32 master weights
   save_every: int = 500  # steps between checkpoints (also saved at the end and on SIGTERM)
@@ -63,6 +64,8 @@ class TrainConfig:
       problems.append(f"clip_norm must be positive or None, got {self.clip_norm}")
     if self.param_dtype is not None and self.param_dtype not in PARAM_DTYPES:
       problems.append(f"param_dtype={self.param_dtype!r}; choose one of {PARAM_DTYPES}")
+    if not isinstance(self.scan_layers, bool):
+      problems.append(f"scan_layers must be True or False, got {self.scan_layers!r}")
     if self.remat not in ("none", "dots", "full"):
       problems.append(f"remat={self.remat!r}; choose 'none', 'dots' or 'full'")
     if self.eval_mode not in ("max", "min"):

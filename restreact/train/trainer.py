@@ -69,7 +69,7 @@ def prepare_model(model: Transformer, config: TrainConfig) -> Transformer:
     model = nnx.merge(graphdef, state)
   if lora is not None and existing is None:
     apply_lora(model, lora, rngs=nnx.Rngs(config.seed))
-  model.remat = config.remat
+  model.remat, model.scan_layers = config.remat, config.scan_layers
   return model
 
 

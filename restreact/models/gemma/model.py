@@ -8,6 +8,7 @@ from flax import nnx
 
 from restreact.models.gemma.attention import Attention, LayerCache
 from restreact.models.gemma.config import LOCAL, GemmaConfig
+from restreact.models.gemma import stacking
 from restreact.models.gemma.layers import GeGLU, RMSNorm, param
 from restreact.models.sharding import constrain
 
@@ -36,8 +37,11 @@ class Block(nnx.Module):
     return constrain(x, ("act_batch", "act_length", "act_embed")), cache
 
 
-def _block_output(block: Block, x, positions, segment_ids):
-  return block(x, positions, segment_ids=segment_ids)[0]
+def _run_period(graphdefs, x, states, positions, segment_ids):
+  """One period of the layer pattern: each position's block, in order (the body of the layer scan)."""
+  for graphdef, state in zip(graphdefs, states):
+    x = nnx.merge(graphdef, state)(x, positions, segment_ids=segment_ids)[0]
+  return x
 
 
 class Transformer(nnx.Module):
@@ -46,15 +50,28 @@ class Transformer(nnx.Module):
   With `cache=` (from `init_cache`) it also returns the updated cache; `positions` then say where
   each token sits (per row, so rows may be at different positions; -1 marks padding). Positions
   must stay below the cache length on global layers; the engine enforces that.
+
+  The layers are stored stacked by their position in the layer-type pattern (`stacks`, `tail`: see
+  `stacking`); without a cache the forward scans over them (`scan_layers`) or runs them one by one.
   """
 
   def __init__(self, cfg: GemmaConfig, *, rngs: nnx.Rngs):
     self.config = cfg
     embedding = jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.embed_dim), jnp.float32)
     self.embedding = param((embedding / cfg.embed_dim ** 0.5).astype(cfg.param_dtype), ("vocab", "embed"))
-    self.layers = nnx.List([Block(cfg, lt, rngs=rngs) for lt in cfg.layer_types])
+    layers = [Block(cfg, lt, rngs=rngs) for lt in cfg.layer_types]  # in layer order: the same draws as unstacked
+    p = stacking.period(cfg.layer_types)
+    full = cfg.num_layers // p * p
+    self.stacks = nnx.List([stacking.stack(layers[j:full:p]) for j in range(p)])
+    self.tail = nnx.List([stacking.stack([layer]) for layer in layers[full:]])
     self.final_norm = RMSNorm(cfg.embed_dim, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
     self.remat = "none"  # a key of REMAT_POLICIES; applies without a cache (training), set by the trainer
+    self.scan_layers = True  # without a cache: one jax.lax.scan over the stacks (False: a Python loop)
+
+  def layer(self, i: int) -> Block:
+    """Layer `i` (0-based) as a module of its own, sliced from its stack."""
+    (group, position), index = stacking.location(self.config.layer_types, i)
+    return stacking.unstack(getattr(self, group)[position], index)
 
   def embed(self, tokens: jax.Array) -> jax.Array:
     """Token embeddings scaled by sqrt(embed_dim), the scale rounded to the parameter dtype."""
@@ -74,23 +91,37 @@ class Transformer(nnx.Module):
     for name, value in (("positions", positions), ("segment_ids", segment_ids)):
       if value is not None and tuple(value.shape) != tuple(tokens.shape):
         raise ValueError(f"{name} has shape {tuple(value.shape)}, tokens have {tuple(tokens.shape)}")
-    if cache is not None and len(cache) != len(self.layers):
-      raise ValueError(f"cache has {len(cache)} layers, model has {len(self.layers)}")
+    if cache is not None and len(cache) != self.config.num_layers:
+      raise ValueError(f"cache has {len(cache)} layers, model has {self.config.num_layers}")
     x = constrain(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
-    if cache is None and self.remat != "none":
+    if cache is None:
       if self.remat not in REMAT_POLICIES:
         raise ValueError(f"remat={self.remat!r}; choose one of {', '.join(REMAT_POLICIES)}")
-      for block in self.layers:  # a pure function of the block's state, so jax.checkpoint sees every input
-        graphdef, state = nnx.split(block)
-        run = jax.checkpoint(lambda s, *a, g=graphdef: _block_output(nnx.merge(g, s), *a),
-                             policy=REMAT_POLICIES[self.remat])
-        x = run(state, x, positions, segment_ids)
+      if self.scan_layers:
+        for group in (self.stacks, self.tail):
+          x = self._scan(group, x, positions, segment_ids)
+      else:  # layer by layer (each a one-step scan, which XLA unrolls): every layer compiled on its own
+        for i in range(self.config.num_layers):
+          (group, position), index = stacking.location(self.config.layer_types, i)
+          one = stacking.unstack(getattr(self, group)[position], slice(index, index + 1))
+          x = self._scan([one], x, positions, segment_ids)
       return self.final_norm(x), None
     new_cache = []
-    for i, block in enumerate(self.layers):
-      x, layer_cache = block(x, positions, cache=None if cache is None else cache[i], segment_ids=segment_ids)
+    for i in range(self.config.num_layers):
+      x, layer_cache = self.layer(i)(x, positions, cache=cache[i], segment_ids=segment_ids)
       new_cache.append(layer_cache)
-    return self.final_norm(x), (None if cache is None else new_cache)
+    return self.final_norm(x), new_cache
+
+  def _scan(self, group, x, positions, segment_ids):
+    """Run the stacked modules of `group` as periods: scan over their leading axis, each step one module of
+    each, with the remat policy applied to each period."""
+    if not len(group):
+      return x
+    graphdefs, states = zip(*(nnx.split(m) for m in group))
+    body = lambda x, states: (_run_period(graphdefs, x, states, positions, segment_ids), None)
+    if self.remat != "none":
+      body = jax.checkpoint(body, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
+    return jax.lax.scan(body, x, tuple(states))[0]
 
   def logits(self, hidden: jax.Array) -> jax.Array:
     """Tied output projection, final soft-capping (Gemma 2), float32 result."""
