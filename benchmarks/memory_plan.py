@@ -6,7 +6,7 @@ devices with every device on the fsdp axis (`make_mesh()`, the pipeline's defaul
 `compiled.memory_analysis()`. The settings are the real experiment's (`restreact/experiment.py`).
 
 Training scans over the stacked layers (`TrainConfig.scan_layers`), so its compile time barely grows with depth (the
-1B train step: 24 s at full depth on 2 cores) and train steps are compiled at full depth. Decoding loops over the
+1B train step: about 20 s at full depth on 2 cores) and train steps are compiled at full depth. Decoding loops over the
 layers, so each decode program is compiled with one local layer, two local layers, and one local + one global
 layer, and its byte count is extrapolated linearly per layer type to the real depth; `--check` compiles the first
 model's decode program at full depth on 16 devices and reports the error.

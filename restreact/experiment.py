@@ -118,7 +118,7 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
       learning_rate=1e-5, warmup_steps=50, schedule="cosine",
       weight_decay=0.0, clip_norm=1.0, grad_accum=1, lora_rank=None, lora_alpha=16.0, param_dtype="bfloat16",
       remat="full",  # 4k-token rows: without it each layer keeps its attention scores for the backward pass
-      scan_layers=True,  # one compiled period of layers (Gemma 3 1B: 24 s to compile instead of 57 s, BENCHMARKS.md)
+      scan_layers=True,  # one compiled period of layers (Gemma 3 1B: 21 s to compile instead of 46 s, BENCHMARKS.md)
       save_every=200, keep=2, eval_every=250, log_every=10))
   c.eval = ml_collections.ConfigDict(dict(
       runs=10, set="test", judge="base:l", judge_few_shot=True, dev_limit=0, dev_runs=1, raters_csv=True))
