@@ -50,6 +50,9 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   # (data, fsdp, tensor) over every device of every process; -1: the rest. FSDP over all devices suits
   # fine-tuning; a tensor axis (e.g. (1, -1, 8) on 8-GPU nodes) cuts a 27B decode's per-device weights.
   c.mesh_shape = (1, -1, 1)
+  # Changes to the logical-axis rules (restreact/models/sharding.py RULES) for this run: (logical name, mesh
+  # axes) pairs, e.g. (("mlp", "fsdp"), ("vocab", None)); mesh axes: "data", "fsdp", "tensor", a tuple, None.
+  c.sharding_rules = ()
 
   c.models = ml_collections.ConfigDict({"l": _model(4, None), "s": _model(4, 8), "xs": _model(16, None)})
   c.tokenizer = ""  # tokenizer.model; "" = the L checkpoint's; "world" = trained on the synthetic world (demo)

@@ -50,12 +50,14 @@ def test_bad_options_are_all_named():
   c.models.xs.train = dict(lora_rank=None, not_a_field=1)
   c.mixture.unsupported = "discard"
   c.engine.rollout_deadline = -1.0
+  c.sharding_rules = (("mpl", "tensor"), ("mlp", "model"))
   with pytest.raises(ConfigError) as e:
     check_config(c)
   text = str(e.value)
   for option in ("config.data.dev.name='no_such_set'", "config.rank.ranker", "config.eval.set",
                  "not_a_field", "config.mixture.unsupported must be one of 'keep', 'drop', 'cut', got 'discard'",
-                 "config.engine.rollout_deadline=-1.0"):
+                 "config.engine.rollout_deadline=-1.0", "config.sharding_rules: 'mpl' is not a logical axis",
+                 "config.sharding_rules: 'mlp' -> 'model': 'model' not a mesh axis"):
     assert option in text
   c = load("gen1_xs", "demo")
   c.rank.ranker = "base:l"  # a model ranker judges steps, never whole trajectories

@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec as P
 import hf_reference as ref
 from models_util import forward, random_model
 from restreact.models import LoraConfig, apply_lora, from_pretrained, make_mesh, shard_model
-from restreact.models.sharding import logical_to_spec
+from restreact.models.sharding import axis_rules, logical_to_spec
 
 TOKENS = np.random.default_rng(0).integers(0, 512, (8, 20))
 
@@ -107,3 +107,15 @@ def test_from_pretrained_streams_onto_the_mesh(mesh, tmp_path):
   with jax.set_mesh(mesh):
     logits = forward(model, TOKENS)
   np.testing.assert_allclose(np.asarray(logits), ref.logits(hf, TOKENS), atol=1e-4, rtol=0)
+
+
+def test_axis_rules_change_the_table_inside_their_block(mesh):
+  with axis_rules((("mlp", "fsdp"), ("embed", None))):  # as Pipeline.run applies config.sharding_rules
+    model = shard_model(random_model("gemma3-tiny"), mesh)
+    assert logical_to_spec(("embed", "mlp")) == P(None, "fsdp")
+  assert model.stacks[0].mlp.gate.w.get_value().sharding.spec == P(None, None, "fsdp")
+  assert model.embedding.get_value().sharding.spec == P("tensor", None)
+  assert logical_to_spec(("embed", "mlp")) == P("fsdp", "tensor")  # the default table again
+  with pytest.raises(ValueError, match="'mpl' is not a logical axis"):
+    with axis_rules((("mpl", "fsdp"),)):
+      pass

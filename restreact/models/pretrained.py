@@ -2,8 +2,7 @@
 
 Import streams parameters one at a time from the safetensors files onto their target shardings (a
 stacked parameter gathers its layers' tensors first), so the host holds about one parameter, never the
-model. Export gathers and writes one tensor at a time
-(LoRA adapters merged in), shard by shard.
+model. Export gathers and writes one tensor at a time (LoRA adapters merged in), shard by shard.
 """
 
 from __future__ import annotations

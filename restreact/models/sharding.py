@@ -3,13 +3,16 @@
 Every parameter carries logical axis names in its `logical_axes` metadata and the main activations
 are constrained by name too; `RULES` maps each name to mesh axes. A mesh axis that does not divide a
 dimension is dropped for that array (replicated) rather than failing, so the same rules serve a
-1-KV-head 1B model and a 16-KV-head 27B one.
+1-KV-head 1B model and a 16-KV-head 27B one. An experiment changes entries for a run with
+`axis_rules(config.sharding_rules)` (as flax's `logical_axis_rules`): every sharding made inside the
+block, and every activation constraint traced inside it, reads the changed table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import numpy as np
@@ -39,6 +42,38 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("cache_batch", ("data", "fsdp")),
     ("cache_length", None),
 )
+_active: list[tuple] = [RULES]  # a stack: axis_rules() pushes a changed table for the length of its block
+
+
+def rule_problems(overrides) -> list[str]:
+  """What is wrong with (logical name, mesh axes) overrides: unknown names, axes that are not mesh axes."""
+  problems, known = [], dict(RULES)
+  for entry in overrides:
+    if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2:
+      problems.append(f"{entry!r} is not a (logical name, mesh axes) pair")
+      continue
+    name, axes = entry
+    if name not in known:
+      problems.append(f"{name!r} is not a logical axis; known: {', '.join(known)}")
+    targets = (axes,) if isinstance(axes, str) or axes is None else tuple(axes)
+    if bad := [a for a in targets if a is not None and a not in MESH_AXES]:
+      problems.append(f"{name!r} -> {axes!r}: {', '.join(map(repr, bad))} not a mesh axis ({', '.join(MESH_AXES)})")
+  return problems
+
+
+@contextlib.contextmanager
+def axis_rules(overrides=()) -> Iterator[tuple]:
+  """Within the block, `RULES` with these (logical name, mesh axes) entries replaced, e.g.
+  `(("mlp", "fsdp"),)`; mesh axes are a name, a tuple of names or None (replicated)."""
+  if problems := rule_problems(overrides):
+    raise ValueError("sharding rules: " + "; ".join(problems))
+  table = dict(_active[-1])
+  table.update({name: (axes if isinstance(axes, str) or axes is None else tuple(axes)) for name, axes in overrides})
+  _active.append(tuple(table.items()))
+  try:
+    yield _active[-1]
+  finally:
+    _active.pop()
 
 
 def make_mesh(shape: Sequence[int] = (1, -1, 1), axes: Sequence[str] = MESH_AXES, devices=None) -> Mesh:
@@ -60,9 +95,10 @@ def make_mesh(shape: Sequence[int] = (1, -1, 1), axes: Sequence[str] = MESH_AXES
 
 
 def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None = None,
-                    mesh_shape: dict[str, int] | None = None, rules=RULES) -> PartitionSpec:
-  """PartitionSpec for an array with these logical axis names (dropping axes that don't divide)."""
-  table = dict(rules)
+                    mesh_shape: dict[str, int] | None = None, rules=None) -> PartitionSpec:
+  """PartitionSpec for an array with these logical axis names (dropping axes that don't divide); `rules`
+  default to the active table (`RULES`, or what `axis_rules` made it)."""
+  table = dict(_active[-1] if rules is None else rules)
   used: set[str] = set()
   spec = []
   for i, name in enumerate(names):

@@ -11,6 +11,7 @@ from restreact.models.gemma import PRESETS
 from restreact.models.gemma.hf_config import from_hf_config
 from restreact.models.pretrained import NP_DTYPES
 from restreact.models.safetensors_io import INDEX
+from restreact.models.sharding import rule_problems
 from restreact.models.tokenizer import TOKENIZER_FILE
 from restreact.data.questions import FILE_SUFFIXES
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
@@ -229,6 +230,7 @@ def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
   shape = tuple(config.mesh_shape)
   if len(shape) != 3 or shape.count(-1) > 1 or any(type(s) is not int or (s < 1 and s != -1) for s in shape):
     problems.append(f"config.mesh_shape={shape!r}: three integers (data, fsdp, tensor), each at least 1 or one -1")
+  problems += [f"config.sharding_rules: {p}" for p in rule_problems(tuple(config.sharding_rules))]
   _check_data(config, problems)
   if is_openai_ref(config.pilot.source):
     try:

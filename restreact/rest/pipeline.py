@@ -37,6 +37,7 @@ from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data import WorldSolver
 from restreact.models import make_mesh
 from restreact.models.export import export_hf
+from restreact.models.sharding import axis_rules
 from restreact.rest import setup as run_setup
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
 from restreact.rest.jsonl import write_atomic
@@ -82,6 +83,7 @@ class Pipeline:
     multihost.check_shared(self.workdir)
     with contextlib.ExitStack() as held:
       multihost.from_writer(lambda: held.enter_context(workdir_lock(self.workdir)) and None)
+      held.enter_context(axis_rules(tuple(self.config.sharding_rules)))
       started = multihost.from_writer(lambda: run_record.record_start(self.workdir, self.config))
       outcome = "interrupted"
       try:

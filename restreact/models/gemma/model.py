@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from restreact.models.gemma import stacking
 from restreact.models.gemma.attention import Attention, LayerCache
 from restreact.models.gemma.config import LOCAL, GemmaConfig
-from restreact.models.gemma import stacking
 from restreact.models.gemma.layers import GeGLU, RMSNorm, param
 from restreact.models.sharding import constrain
 
