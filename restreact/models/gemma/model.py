@@ -100,7 +100,7 @@ class Transformer(nnx.Module):
       if self.scan_layers:
         for group in (self.stacks, self.tail):
           x = self._scan(group, x, positions, segment_ids)
-      else:  # layer by layer (each a one-step scan, which XLA unrolls): every layer compiled on its own
+      else:  # layer by layer: every layer compiled on its own
         for i in range(self.config.num_layers):
           (group, position), index = stacking.location(self.config.layer_types, i)
           one = stacking.unstack(getattr(self, group)[position], slice(index, index + 1))
@@ -121,6 +121,8 @@ class Transformer(nnx.Module):
     body = lambda x, states: (_run_period(graphdefs, x, states, positions, segment_ids), None)
     if self.remat != "none":
       body = jax.checkpoint(body, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
+    if jax.tree.leaves(states)[0].shape[0] == 1:  # one period: no loop to trace (the tail, or a shallow model)
+      return body(x, tuple(jax.tree.map(lambda value: value[0], s) for s in states))[0]
     return jax.lax.scan(body, x, tuple(states))[0]
 
   def logits(self, hidden: jax.Array) -> jax.Array:
