@@ -8,9 +8,11 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +48,24 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
+
+
+def interleaved(fns: dict, repeats: int, first_seconds: dict | None = None) -> tuple[dict, dict]:
+  """First-step results (warm-up, compilation included; their seconds into `first_seconds` when given) and
+  median step seconds, timing the sides in turn so that background load hits both alike."""
+  first = {}
+  for name, fn in fns.items():
+    start = time.perf_counter()
+    first[name] = fn()
+    if first_seconds is not None:
+      first_seconds[name] = time.perf_counter() - start
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return first, {name: float(np.median(t)) for name, t in times.items()}
 
 
 def append(title: str, table: str, notes: str = "", path: str | os.PathLike | None = None) -> Path:

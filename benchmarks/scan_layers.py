@@ -27,7 +27,7 @@ from flax import nnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.memory_plan import FIELDS, measure, real_settings, total_bytes  # noqa: E402
-from benchmarks.report import append, markdown_table  # noqa: E402
+from benchmarks.report import append, interleaved, markdown_table  # noqa: E402
 from restreact import experiment  # noqa: E402
 from restreact.models import GemmaConfig, Transformer  # noqa: E402
 from restreact.rest.model_store import preset_config, train_config  # noqa: E402
@@ -77,20 +77,11 @@ def demo_step(scan: bool):
 
 
 def step_rows(repeats: int) -> list[list]:
-  steps = {scan: demo_step(scan) for scan in (True, False)}
-  first = {}
-  for scan, step in steps.items():
-    start = time.perf_counter()
-    first[scan] = (step(), time.perf_counter() - start)
-  times = {scan: [] for scan in steps}
-  for _ in range(repeats):
-    for scan, step in steps.items():
-      start = time.perf_counter()
-      step()
-      times[scan].append(time.perf_counter() - start)
-  assert abs(first[True][0] - first[False][0]) < 1e-4, first  # the same step either way
-  return [["demo L (2 layers)", "full fine-tuning, CPU", scan, f"{first[scan][1]:.1f}",
-           f"{np.median(times[scan]):.3f}"] for scan in steps]
+  compile_seconds = {}
+  losses, seconds = interleaved({scan: demo_step(scan) for scan in (True, False)}, repeats, compile_seconds)
+  assert abs(losses[True] - losses[False]) < 1e-4, losses  # the same step either way
+  return [["demo L (2 layers)", "full fine-tuning, CPU", scan, f"{compile_seconds[scan]:.1f}", f"{seconds[scan]:.3f}"]
+          for scan in (True, False)]
 
 
 def main():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -26,7 +25,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.forward import SMALL, forward_flops_per_token, mfu_cells  # noqa: E402
-from benchmarks.report import append, markdown_table, require_gpu, shape_parser  # noqa: E402
+from benchmarks.report import append, interleaved, markdown_table, require_gpu, shape_parser  # noqa: E402
 from restreact.models import GemmaConfig, from_pretrained  # noqa: E402
 from restreact.models.gemma.hf_config import to_hf_config  # noqa: E402
 from restreact.train import TrainConfig, prepare_model  # noqa: E402
@@ -89,19 +88,6 @@ def theirs(model: torch.nn.Module, lora: bool, tokens: np.ndarray, device: str, 
     return float(loss)
 
   return step
-
-
-def interleaved(fns: dict, repeats: int) -> tuple[dict, dict]:
-  """First-step losses (warm-up, compilation included) and median step seconds, timing the sides in turn so
-  that background load hits both alike."""
-  first = {name: fn() for name, fn in fns.items()}
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return first, {name: float(np.median(t)) for name, t in times.items()}
 
 
 def run(cfg: GemmaConfig, *, lora: bool, batch: int, seq_len: int, dtype: str, device: str, repeats: int) -> dict:
