@@ -24,13 +24,9 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import append, markdown_table  # noqa: E402
 from restreact.generate import Engine  # noqa: E402
+from benchmarks.small_gemma import SMALL  # noqa: E402
 from restreact.models import GemmaConfig, Transformer, from_pretrained  # noqa: E402
-from restreact.models.gemma.config import gemma3_layer_types  # noqa: E402
 from restreact.models.gemma.hf_config import to_hf_config  # noqa: E402
-
-SMALL = GemmaConfig.preset("gemma3-1b").replace(
-    vocab_size=8192, embed_dim=256, hidden_dim=1024, num_layers=6, num_heads=4, num_kv_heads=1, head_dim=64,
-    query_pre_attn_scalar=64, sliding_window=512, layer_types=gemma3_layer_types(6))
 
 
 def same_weights(cfg: GemmaConfig):

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build .venv-peers, the environment of benchmarks/peers.py: DeepMind's gemma library and tunix beside the
+# project's own JAX stack. It is separate because the peers need what the project does not pin: gemma 4.0.1
+# needs Python >= 3.12 and fails to import with sentencepiece 0.2.3 (0.2.2 works); google-tunix 0.1.7 needs
+# safetensors < 0.8. jax and flax are the project's pins, so all three samplers run on the same JAX.
+# Usage: bash benchmarks/peers_env.sh   (PYTHON=/path/to/python3.12 to choose the interpreter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-$(command -v python3.12 || command -v python3.13 || true)}"
+if [ -z "$PYTHON" ]; then
+  echo "benchmarks/peers_env.sh: needs Python >= 3.12 (the gemma library's floor); set PYTHON=..." >&2
+  exit 2
+fi
+VENV="${VENV:-.venv-peers}"
+"$PYTHON" -m venv --clear "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+pin() { grep -E "^$1==" requirements.txt; }
+"$VENV/bin/python" -m pip install --quiet gemma==4.0.1 google-tunix==0.1.7 sentencepiece==0.2.2 "safetensors<0.8"
+# The project's JAX stack and what restreact imports, at the project's pins (the peers accept them).
+"$VENV/bin/python" -m pip install --quiet "$(pin jax)" "$(pin jaxlib)" "$(pin flax)" "$(pin optax)" \
+  "$(pin orbax-checkpoint)" "$(pin bm25s)" "$(pin tensorboardX)" PyStemmer
+"$VENV/bin/python" -c "import jax, flax; from gemma import gm; from tunix.generate import sampler; \
+print('peers environment ready: jax', jax.__version__, 'flax', flax.__version__)"
