@@ -19,6 +19,7 @@ setup(
         "orbax-checkpoint>=0.12.8",
         "ml-collections>=1.1.0",
         "absl-py>=2.0",  # restreact.launch (also a dependency of ml-collections)
+        "etils[epy]>=1.5",  # lazy imports: the config check loads no jax (also a dependency of orbax)
         "sentencepiece>=0.2.0",
         "safetensors>=0.4.0",
         "ml_dtypes>=0.5",

@@ -31,7 +31,7 @@ _APPEND_TO = flags.DEFINE_string("append_to", None, "File to append the table to
 def retrain(pipeline, name: str, size: str, seed: int) -> dict:
   """Generation `name`'s train stage for `size` with training seed `seed`, then its eval stage's runs."""
   from restreact.rest.mixture import read_mixture
-  from restreact.rest.model_store import GENERATIONS, ModelRef, train_config
+  from restreact.rest.plan import GENERATIONS, ModelRef, train_config
   from restreact.rest.plan import agent_config
   from restreact.rest.stages import Stages
   from restreact.train import Example, load_trained, train

@@ -26,9 +26,12 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from etils import epy
+
+with epy.lazy_imports():  # jax loads on first use: the config check imports this module and no jax
+  import jax
+  from jax.experimental import multihost_utils
 
 _MIN_BUCKET = 1024  # payloads are padded to a power of two, so a few shapes (and compiles) serve every call
 

@@ -74,9 +74,13 @@ def test_real_config_without_checkpoint_exits_at_once(tmp_path):
   assert "config.models.l.checkpoint is not set" in proc.stderr
   assert "--config=configs/gen2_xs.py:demo" in proc.stderr
   assert not (tmp_path / "run").exists()  # nothing was started
-  ok = subprocess.run([sys.executable, "-m", "restreact.launch", "--config=configs/gen2_xs.py:demo",
-                       "--check_only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  ok = subprocess.run([sys.executable, "-X", "importtime", "-m", "restreact.launch",
+                       "--config=configs/gen2_xs.py:demo", "--check_only"], cwd=ROOT, env=env, capture_output=True,
+                      text=True, timeout=120)
   assert ok.returncode == 0 and "config ok" in ok.stdout
+  imported = {line.rsplit("|", 1)[1].strip() for line in ok.stderr.splitlines() if line.startswith("import time:")}
+  heavy = sorted(m for m in imported if m.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "orbax"))
+  assert len(imported) > 100 and not heavy, heavy[:5]  # checking a config never loads jax
 
 
 def test_one_world_seed_changes_questions_corpus_and_splits_together():

@@ -20,9 +20,12 @@ import threading
 import time
 from typing import Any
 
-import jax
+from etils import epy
 
 from restreact import multihost
+
+with epy.lazy_imports():  # jax loads on first use, as in multihost
+  import jax
 from restreact.tools import SearchResult
 
 # (results, error or None, seconds): what a search gives the agent; a failure is an observation, never a crash

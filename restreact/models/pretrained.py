@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -26,12 +25,11 @@ from restreact.models.gemma.hf_config import from_hf_config, to_hf_config
 from restreact.models.gemma.hf_weights import TIED_OUTPUT, canonical_name, tensor_maps
 from restreact.models.gemma.model import Transformer
 from restreact.models.lora import merged_weight
-from restreact.models.safetensors_io import CheckpointReader, write_sharded
+from restreact.models.safetensors_io import NP_DTYPES, CheckpointReader, write_sharded
 from restreact.models.sharding import param_shardings
 from restreact.models.tokenizer import TOKENIZER_FILE, Tokenizer
 
 log = logging.getLogger(__name__)
-NP_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
 
 class CheckpointMismatchError(ValueError):

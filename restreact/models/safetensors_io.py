@@ -14,6 +14,7 @@ from safetensors.numpy import save_file
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+NP_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}  # the parameter dtypes a model may load in
 
 
 # safetensors dtype tags -> numpy dtypes (bfloat16 through ml_dtypes).

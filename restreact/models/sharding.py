@@ -1,4 +1,4 @@
-"""Device mesh from config and one table of logical-axis rules (MaxText style).
+"""Device mesh from config, and the logical-axis rules (`restreact.models.axis_rules`) applied to arrays.
 
 Every parameter carries logical axis names in its `logical_axes` metadata and the main activations
 are constrained by name too; `RULES` maps each name to mesh axes. A mesh axis that does not divide a
@@ -10,70 +10,15 @@ block, and every activation constraint traced inside it, reads the changed table
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "fsdp", "tensor")
-
-# logical name -> mesh axes (None: replicated). Parameters use bare names; activations "act_*".
-RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("q_heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("mlp", "tensor"),
-    ("norm", None),
-    ("layers", None),  # the stacking axis of scanned layers (restreact.models.gemma.stacking)
-    ("lora_rank", None),
-    ("act_batch", ("data", "fsdp")),
-    ("act_length", None),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_kv_heads", "tensor"),
-    ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
-    ("cache_batch", ("data", "fsdp")),
-    ("cache_length", None),
-)
-_active: list[tuple] = [RULES]  # a stack: axis_rules() pushes a changed table for the length of its block
-
-
-def rule_problems(overrides) -> list[str]:
-  """What is wrong with (logical name, mesh axes) overrides: unknown names, axes that are not mesh axes."""
-  problems, known = [], dict(RULES)
-  for entry in overrides:
-    if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2:
-      problems.append(f"{entry!r} is not a (logical name, mesh axes) pair")
-      continue
-    name, axes = entry
-    if name not in known:
-      problems.append(f"{name!r} is not a logical axis; known: {', '.join(known)}")
-    targets = (axes,) if isinstance(axes, str) or axes is None else tuple(axes)
-    if bad := [a for a in targets if a is not None and a not in MESH_AXES]:
-      problems.append(f"{name!r} -> {axes!r}: {', '.join(map(repr, bad))} not a mesh axis ({', '.join(MESH_AXES)})")
-  return problems
-
-
-@contextlib.contextmanager
-def axis_rules(overrides=()) -> Iterator[tuple]:
-  """Within the block, `RULES` with these (logical name, mesh axes) entries replaced, e.g.
-  `(("mlp", "fsdp"),)`; mesh axes are a name, a tuple of names or None (replicated)."""
-  if problems := rule_problems(overrides):
-    raise ValueError("sharding rules: " + "; ".join(problems))
-  table = dict(_active[-1])
-  table.update({name: (axes if isinstance(axes, str) or axes is None else tuple(axes)) for name, axes in overrides})
-  _active.append(tuple(table.items()))
-  try:
-    yield _active[-1]
-  finally:
-    _active.pop()
+from restreact.models.axis_rules import MESH_AXES, RULES, active_rules, axis_rules, rule_problems  # noqa: F401
 
 
 def make_mesh(shape: Sequence[int] = (1, -1, 1), axes: Sequence[str] = MESH_AXES, devices=None) -> Mesh:
@@ -98,12 +43,12 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None = N
                     mesh_shape: dict[str, int] | None = None, rules=None) -> PartitionSpec:
   """PartitionSpec for an array with these logical axis names (dropping axes that don't divide); `rules`
   default to the active table (`RULES`, or what `axis_rules` made it)."""
-  table = dict(_active[-1] if rules is None else rules)
+  table = dict(active_rules() if rules is None else rules)
   used: set[str] = set()
   spec = []
   for i, name in enumerate(names):
     if name is not None and name not in table:
-      raise KeyError(f"logical axis {name!r} has no sharding rule; add it to restreact.models.sharding.RULES")
+      raise KeyError(f"logical axis {name!r} has no sharding rule; add it to restreact.models.axis_rules.RULES")
     target = table.get(name) if name else None
     axes = (target,) if isinstance(target, str) else tuple(target or ())
     kept: list[str] = []

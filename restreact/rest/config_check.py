@@ -9,16 +9,14 @@ from pathlib import Path
 from restreact.data import needs_path, question_sets
 from restreact.models.gemma import PRESETS
 from restreact.models.gemma.hf_config import from_hf_config
-from restreact.models.pretrained import NP_DTYPES
-from restreact.models.safetensors_io import INDEX
-from restreact.models.sharding import rule_problems
+from restreact.models.safetensors_io import INDEX, NP_DTYPES
+from restreact.models.axis_rules import rule_problems
 from restreact.models.tokenizer import TOKENIZER_FILE
 from restreact.data.questions import FILE_SUFFIXES
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
 from restreact.rest.mixture import UNSUPPORTED
-from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef, train_config
 from restreact.rest import stand_in_ranker
-from restreact.rest.plan import model_ranker, trained_sizes
+from restreact.rest.plan import GENERATIONS, SIZES, ModelRef, model_ranker, train_config, trained_sizes
 from restreact.rest.rank import PERPLEXITY
 from restreact.rest.run_metrics import check_wandb
 from restreact.rest.setup import TOOL_KINDS, uses_world

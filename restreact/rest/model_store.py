@@ -1,15 +1,8 @@
-"""Models of a ReST run: base checkpoints, the models each generation fine-tuned, and engines around them.
-
-A model reference is a string:
-- "base:l" is a size's base model as the config describes it (a Hugging Face checkpoint, or a preset with
-  random weights for tests and demos), prompted few-shot;
-- "pilot:l", "gen1:l", "gen2:l" is that size fine-tuned in that generation (the best checkpoint by dev
-  auto-eval), prompted zero-shot as it was trained.
-"""
+"""Models of a ReST run: base checkpoints, the models each generation fine-tuned, and engines around them,
+found by model reference ("base:l", "gen1:xs"; `restreact.rest.plan.ModelRef` says what they mean)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,36 +14,10 @@ from restreact.generate import Engine
 from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
 from restreact.models.chat import resolve_chat
 from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
-from restreact.train import TrainConfig, load_trained
+from restreact.rest.plan import SIZES, ModelRef, train_config
+from restreact.train import load_trained
 
 log = logging.getLogger(__name__)
-SIZES = ("l", "s", "xs")
-GENERATIONS = ("pilot", "gen1", "gen2")
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelRef:
-  """A parsed model reference: `stage` is "base" or a generation name."""
-
-  stage: str
-  size: str
-
-  @classmethod
-  def parse(cls, text: str) -> ModelRef:
-    """"base:l", "pilot:xs", "gen1:l", ...; anything else is a ValueError that lists the forms."""
-    stage, _, size = str(text).partition(":")
-    if stage not in ("base", *GENERATIONS) or size not in SIZES:
-      raise ValueError(f"model reference {text!r}: use 'base:SIZE' or 'pilot|gen1|gen2:SIZE' with SIZE in {SIZES}")
-    return cls(stage, size)
-
-  @property
-  def generation(self) -> int | None:
-    """The generation that fine-tuned it (None for a base model)."""
-    return None if self.stage == "base" else GENERATIONS.index(self.stage)
-
-  def __str__(self) -> str:
-    return f"{self.stage}:{self.size}"
 
 
 def preset_config(preset: str, overrides: Mapping, dtype: str) -> GemmaConfig:
@@ -61,21 +28,6 @@ def preset_config(preset: str, overrides: Mapping, dtype: str) -> GemmaConfig:
     pattern = gemma3_layer_types if base.family == "gemma3" else gemma2_layer_types
     overrides["layer_types"] = pattern(overrides["num_layers"])
   return base.replace(**overrides, param_dtype=dtype, dtype=dtype)
-
-
-def train_config(config, size: str) -> TrainConfig:
-  """The TrainConfig of one size: config.train, then the size's own `train` overrides."""
-  fields = {**config.train.to_dict(), **dict(config.models[size].train)}
-  unknown = set(fields) - TRAIN_FIELDS
-  if unknown:
-    raise ValueError(f"config.train / config.models.{size}.train: unknown TrainConfig fields {sorted(unknown)}")
-  if "buckets" in fields and fields["buckets"] is not None:
-    fields["buckets"] = tuple(fields["buckets"])
-  if "lora_targets" in fields:
-    fields["lora_targets"] = tuple(fields["lora_targets"])
-  fields["seed"] = config.seed
-  fields["progress"] = bool(config.progress)
-  return TrainConfig(**fields)
 
 
 class ModelStore:

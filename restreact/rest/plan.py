@@ -1,14 +1,67 @@
-"""What a config plans, apart from running it: the sizes each generation fine-tunes, whether the ranker is a
-model, what the ranker judges for the mixture's selection, and each policy's agent settings. The pipeline and
-the config check both read it."""
+"""What a config plans, apart from running it: the sizes and generations, model references, the sizes each
+generation fine-tunes, whether the ranker is a model, what the ranker judges for the mixture's selection, and
+each policy's agent and training settings. The pipeline and the config check both read it; it imports no jax.
+
+A model reference is a string:
+- "base:l" is a size's base model as the config describes it (a Hugging Face checkpoint, or a preset with
+  random weights for tests and demos), prompted few-shot;
+- "pilot:l", "gen1:l", "gen2:l" is that size fine-tuned in that generation (the best checkpoint by dev
+  auto-eval), prompted zero-shot as it was trained.
+"""
 
 from __future__ import annotations
 
-from restreact.agent import AgentConfig
+import dataclasses
+
+from restreact.agent.machine import AgentConfig
 from restreact.rest import stand_in_ranker
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
-from restreact.rest.model_store import SIZES, ModelRef
 from restreact.rest.rank import PERPLEXITY
+from restreact.train.config import TrainConfig
+
+SIZES = ("l", "s", "xs")
+GENERATIONS = ("pilot", "gen1", "gen2")
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+  """A parsed model reference: `stage` is "base" or a generation name."""
+
+  stage: str
+  size: str
+
+  @classmethod
+  def parse(cls, text: str) -> ModelRef:
+    """"base:l", "pilot:xs", "gen1:l", ...; anything else is a ValueError that lists the forms."""
+    stage, _, size = str(text).partition(":")
+    if stage not in ("base", *GENERATIONS) or size not in SIZES:
+      raise ValueError(f"model reference {text!r}: use 'base:SIZE' or 'pilot|gen1|gen2:SIZE' with SIZE in {SIZES}")
+    return cls(stage, size)
+
+  @property
+  def generation(self) -> int | None:
+    """The generation that fine-tuned it (None for a base model)."""
+    return None if self.stage == "base" else GENERATIONS.index(self.stage)
+
+  def __str__(self) -> str:
+    return f"{self.stage}:{self.size}"
+
+
+def train_config(config, size: str) -> TrainConfig:
+  """The TrainConfig of one size: config.train, then the size's own `train` overrides."""
+  fields = {**config.train.to_dict(), **dict(config.models[size].train)}
+  unknown = set(fields) - TRAIN_FIELDS
+  if unknown:
+    raise ValueError(f"config.train / config.models.{size}.train: unknown TrainConfig fields {sorted(unknown)}")
+  if "buckets" in fields and fields["buckets"] is not None:
+    fields["buckets"] = tuple(fields["buckets"])
+  if "lora_targets" in fields:
+    fields["lora_targets"] = tuple(fields["lora_targets"])
+  fields["seed"] = config.seed
+  fields["progress"] = bool(config.progress)
+  return TrainConfig(**fields)
+
 
 
 def trained_sizes(config, generation: int) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from restreact.agent.records import ToolStep, read_records
 from restreact.eval import format_mean_std, write_report
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE
-from restreact.rest.model_store import GENERATIONS
+from restreact.rest.plan import GENERATIONS
 from restreact.rest.stages import STAGE_FILE
 
 ROW = {"pilot": "pilot", "gen1": "gen 1", "gen2": "gen 2"}

@@ -18,7 +18,7 @@ from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
 from restreact.rest import setup as run_setup
-from restreact.rest.model_store import GENERATIONS, SIZES, ModelRef
+from restreact.rest.plan import GENERATIONS, SIZES, ModelRef
 from restreact.rest.pipeline import Pipeline
 from restreact.rest.plan import agent_config
 from restreact.rest.stages import STAGE_FILE, Stages

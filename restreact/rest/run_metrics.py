@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from restreact.agent.records import ModelStep, ToolStep, read_records
-from restreact.rest.model_store import GENERATIONS
+from restreact.rest.plan import GENERATIONS
 from restreact.rest.sft_data import read_rankings
 from restreact.rest.stages import STAGE_FILE
 

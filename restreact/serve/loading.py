@@ -20,7 +20,8 @@ from restreact.models import Tokenizer, Transformer, from_pretrained
 from restreact.models.chat import detect_chat
 from restreact.rest.config_check import checkpoint_problems
 from restreact.rest import pretrain
-from restreact.rest.model_store import GENERATIONS, SIZES, ModelStore
+from restreact.rest.model_store import ModelStore
+from restreact.rest.plan import GENERATIONS, SIZES
 from restreact.rest.run_record import RECORD_FILE
 from restreact.rest.setup import tokenizer_path
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from restreact.models import LoraConfig
+if TYPE_CHECKING:
+  from restreact.models.lora import LoraConfig
 
 SCHEDULES = ("cosine", "linear", "constant")
 PARAM_DTYPES = ("float32", "bfloat16")
@@ -98,6 +99,7 @@ class TrainConfig:
     """The adapters to train, or None for full fine-tuning."""
     if self.lora_rank is None:
       return None
+    from restreact.models.lora import LoraConfig  # imports jax: not needed to check a config
     return LoraConfig(self.lora_rank, self.lora_alpha, tuple(self.lora_targets))
 
   @property
