@@ -6,11 +6,12 @@ import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import requests
+
+from restreact.files import atomic_path
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -58,22 +59,15 @@ def fetch(remote: RemoteFile, *, folder: str | os.PathLike | None = None, timeou
       raise DownloadError(f"{target}: cached copy has SHA-256 {got}, expected {expected}; "
                           f"delete it to download {remote.url} again")
     return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  # Write beside the target, then rename: an interrupted or rejected download never looks cached.
-  handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{remote.filename}.", suffix=".part")
-  os.close(handle)
-  try:
-    got = _download(remote, Path(partial), timeout=timeout, retries=retries, backoff=backoff)
+  # Written beside the target, then renamed: an interrupted or rejected download never looks cached.
+  with atomic_path(target, suffix=".part") as partial:
+    got = _download(remote, partial, timeout=timeout, retries=retries, backoff=backoff)
     if expected and got != expected:
       raise DownloadError(f"{remote.url}: downloaded file has SHA-256 {got}, expected {expected} "
                           "(the file changed upstream or the checksum is wrong); nothing was cached")
     if not expected:
       log.warning("%s: no pinned checksum; downloaded file has SHA-256 %s (pin it to detect changes)",
                   remote.url, got)
-    os.replace(partial, target)
-  finally:
-    if os.path.exists(partial):
-      os.unlink(partial)
   return target
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from restreact.data import grammar
 from restreact.data.questions import QuestionRecord, register_question_set
+from restreact.files import write_atomic
 
 _ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "k", "l", "m", "n", "p", "r", "s", "st", "t", "th", "v", "z"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou"]
@@ -81,12 +82,7 @@ class World:
   def write_corpus(self, path: str | os.PathLike) -> Path:
     """Write the passages as JSONL `{id, title, text}` (the BM25 tool's input) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-      for p in self.passages:
-        f.write(json.dumps(dataclasses.asdict(p)) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in self.passages))
     return path
 
   def whole_words(self) -> list[str]:

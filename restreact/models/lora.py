@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from restreact.files import atomic_path
 from restreact.models.gemma.layers import Projection
 from restreact.models.sharding import logical_to_spec
 
@@ -157,9 +158,8 @@ def save_lora(model: nnx.Module, path: str | os.PathLike) -> None:
     raise ValueError("the model has no LoRA adapters to save")
   tensors = lora_state(model)  # every process takes part in the gathers
   if jax.process_index() == 0:
-    tmp = f"{path}.tmp"
-    save_file(tensors, tmp, metadata={"lora_config": json.dumps(lora_config_dict(model.lora_config))})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+      save_file(tensors, str(tmp), metadata={"lora_config": json.dumps(lora_config_dict(model.lora_config))})
 
 
 def lora_config_dict(config: LoraConfig) -> dict:

@@ -12,6 +12,8 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
+from restreact.files import atomic_path, write_atomic
+
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 NP_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}  # the parameter dtypes a model may load in
@@ -130,19 +132,14 @@ def write_sharded(directory: str | os.PathLike, tensors: Iterable[tuple[str, tup
   for file, names in zip(files, plan):
     shard = {name: np.ascontiguousarray(produce(name)) for name in names}
     total += sum(a.nbytes for a in shard.values())
-    _atomic(directory / file, lambda tmp: save_file(shard, str(tmp), metadata={"format": "pt", **(metadata or {})}))
+    with atomic_path(directory / file) as tmp:
+      save_file(shard, str(tmp), metadata={"format": "pt", **(metadata or {})})
     weight_map.update({name: file for name in names})
     del shard
   if len(files) > 1:
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    _atomic(directory / INDEX, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
+    write_atomic(directory / INDEX, json.dumps(index, indent=2))
   elif (directory / INDEX).exists():
     (directory / INDEX).unlink()  # a stale index from an earlier sharded export would shadow the new file
   return files
-
-
-def _atomic(target: Path, write) -> None:
-  tmp = target.with_name(target.name + ".tmp")
-  write(tmp)
-  os.replace(tmp, target)
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from restreact.rest.jsonl import write_atomic
+from restreact.files import write_atomic
 
 
 @dataclasses.dataclass(frozen=True)

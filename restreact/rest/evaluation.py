@@ -25,7 +25,8 @@ from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
 from restreact.eval import (JudgeItem, RatedAnswer, Verdict, aggregate_runs, auto_eval, exact_match,
                             export_for_raters, f1, per_question_table)
-from restreact.rest.jsonl import json_lines, write_atomic
+from restreact.files import write_atomic
+from restreact.rest.jsonl import json_lines
 
 log = logging.getLogger(__name__)
 EXACT_MATCH_JUDGE = "exact_match"

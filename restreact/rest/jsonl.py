@@ -1,28 +1,12 @@
-"""Small JSONL helpers for the ReST stage files: atomic writes and line-numbered reads."""
+"""Small JSONL helpers for the ReST stage files: line-numbered reads and field checks (atomic writes:
+`restreact.files`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-
-
-def write_atomic(path: Path, text: str) -> None:
-  """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 def json_lines(path: Path) -> Iterable[tuple[int, dict]]:

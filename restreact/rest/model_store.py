@@ -15,7 +15,7 @@ from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretraine
 from restreact.models.chat import resolve_chat
 from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
 from restreact.rest.plan import SIZES, ModelRef, train_config
-from restreact.train import load_trained
+from restreact.train import TrainConfig, load_trained
 
 log = logging.getLogger(__name__)
 

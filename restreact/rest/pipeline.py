@@ -40,11 +40,11 @@ from restreact.models.export import export_hf
 from restreact.models.sharding import axis_rules
 from restreact.rest import setup as run_setup
 from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
-from restreact.rest.jsonl import write_atomic
+from restreact.files import write_atomic
 from restreact.rest.lock import workdir_lock
 from restreact.rest.model_store import ModelStore, text_generator
-from restreact.rest.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, model_ranker, train_config,
-                                  trained_sizes, trajectory_verdict)
+from restreact.rest.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, train_config, trained_sizes,
+                                  trajectory_verdict)
 from restreact.rest import pretrain, run_metrics, run_record, stand_in_ranker
 from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps

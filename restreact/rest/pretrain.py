@@ -18,7 +18,7 @@ from pathlib import Path
 
 from restreact import multihost
 from restreact.data import World
-from restreact.rest.jsonl import write_atomic
+from restreact.files import write_atomic
 from restreact.rest.model_store import ModelStore
 from restreact.rest.plan import train_config
 from restreact.rest.stages import StageResult, Stages

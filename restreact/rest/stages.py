@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from restreact import multihost
-from restreact.rest.jsonl import write_atomic
+from restreact.files import write_atomic
 
 log = logging.getLogger(__name__)
 STAGE_FILE = "stage.json"
