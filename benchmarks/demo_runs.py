@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import append, markdown_table  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from restreact.rest.plan import GENERATIONS  # noqa: E402
 from restreact.rest.report import judge_title, paired_difference, per_question  # noqa: E402
 
-GENERATIONS = ("pilot", "gen1", "gen2")
 SIZES = ("xs", "l")
 
 
