@@ -23,10 +23,10 @@ from typing import Any
 from etils import epy
 
 from restreact import multihost
+from restreact.tools import SearchResult
 
 with epy.lazy_imports():  # jax loads on first use, as in multihost
   import jax
-from restreact.tools import SearchResult
 
 # (results, error or None, seconds): what a search gives the agent; a failure is an observation, never a crash
 Outcome = tuple[list[SearchResult], str | None, float]
