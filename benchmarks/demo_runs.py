@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import append, markdown_table  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from restreact.rest.plan import GENERATIONS  # noqa: E402
-from restreact.rest.report import judge_title, paired_difference, per_question  # noqa: E402
+from restreact.runner.plan import GENERATIONS  # noqa: E402
+from restreact.runner.report import judge_title, paired_difference, per_question  # noqa: E402
 
 SIZES = ("xs", "l")
 

@@ -110,7 +110,7 @@ def fitting_slices(devices: int, per_device: int, slices=SLICES) -> list[str]:
 
 
 def real_settings(preset: str) -> tuple[TrainConfig, dict]:
-  """The experiment's TrainConfig and engine settings for one model (as restreact.rest.plan.train_config
+  """The experiment's TrainConfig and engine settings for one model (as restreact.runner.plan.train_config
   merges them: config.train, then the size's overrides; replicated here to stay clear of the pipeline package)."""
   c = experiment.get_config(2, "l")
   fields = {**c.train.to_dict(), **dict(c.models[MODELS[preset]].train)}

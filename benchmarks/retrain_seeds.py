@@ -31,9 +31,9 @@ _APPEND_TO = flags.DEFINE_string("append_to", None, "File to append the table to
 def retrain(pipeline, name: str, size: str, seed: int) -> dict:
   """Generation `name`'s train stage for `size` with training seed `seed`, then its eval stage's runs."""
   from restreact.rest.mixture import read_mixture
-  from restreact.rest.plan import GENERATIONS, ModelRef, train_config
-  from restreact.rest.plan import agent_config
-  from restreact.rest.stages import Stages
+  from restreact.runner.plan import GENERATIONS, ModelRef, train_config
+  from restreact.runner.plan import agent_config
+  from restreact.runner.stages import Stages
   from restreact.train import Example, load_trained, train
 
   c, g = pipeline.config, GENERATIONS.index(name)
@@ -73,10 +73,10 @@ def main(argv) -> int:
     raise SystemExit(f"unexpected arguments {argv[1:]}")
   config = launch.checked_config(("workdir",))
   from report import append, markdown_table  # benchmarks/report.py: imports jax
-  from restreact.rest import run_folder
-  from restreact.rest.report import judge_title
+  from restreact.runner import folder
+  from restreact.runner.report import judge_title
 
-  pipeline = run_folder.open_run(config, flags.FLAGS.workdir)
+  pipeline = folder.open_run(config, flags.FLAGS.workdir)
   size, seeds = _SIZE.value, [int(s) for s in _SEEDS.value]
   if config.seed in seeds:
     raise SystemExit(f"--seeds: {config.seed} is the run's own training (config.seed); give others")

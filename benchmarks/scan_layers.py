@@ -30,8 +30,8 @@ from benchmarks.memory_plan import FIELDS, measure, real_settings, total_bytes  
 from benchmarks.report import append, interleaved, markdown_table  # noqa: E402
 from restreact import experiment  # noqa: E402
 from restreact.models import GemmaConfig, Transformer  # noqa: E402
-from restreact.rest.model_store import preset_config  # noqa: E402
-from restreact.rest.plan import train_config  # noqa: E402
+from restreact.runner.model_store import preset_config  # noqa: E402
+from restreact.runner.plan import train_config  # noqa: E402
 from restreact.train import prepare_model  # noqa: E402
 from restreact.train.step import init_state, make_train_step, optimizer, trainable_filter  # noqa: E402
 

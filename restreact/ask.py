@@ -49,12 +49,12 @@ def main(argv) -> int:
   from restreact.agent.records import append_records
   from restreact.agent.show import format_trajectory
   from restreact.eval import exact_match
-  from restreact.rest import run_folder
-  from restreact.rest.stages import StageMismatchError
+  from restreact.runner import folder
+  from restreact.runner.stages import StageMismatchError
 
   try:
-    pipeline = run_folder.open_run(config, FLAGS.workdir)
-    record = run_folder.ask(pipeline, FLAGS.model, FLAGS.question, reference=FLAGS.answer, seed=FLAGS.seed,
+    pipeline = folder.open_run(config, FLAGS.workdir)
+    record = folder.ask(pipeline, FLAGS.model, FLAGS.question, reference=FLAGS.answer, seed=FLAGS.seed,
                             num_candidates=FLAGS.num_candidates or None, temperature=FLAGS.temperature,
                             few_shot=FLAGS.few_shot)
   except StageMismatchError as e:

@@ -44,14 +44,14 @@ def main(argv) -> int:
     config = launch.checked_config(("workdir", "model"))
   except launch.UsageError as e:
     return _fail(str(e))
-  from restreact.rest import run_folder
-  from restreact.rest.stages import StageMismatchError
+  from restreact.runner import folder
+  from restreact.runner.stages import StageMismatchError
 
   workdir = os.path.expanduser(FLAGS.workdir)
   out = FLAGS.out or os.path.join(workdir, "evaluate", f"{FLAGS.model.replace(':', '_')}_{FLAGS.set}")
   try:
-    pipeline = run_folder.open_run(config, workdir)
-    summary = run_folder.evaluate(pipeline, FLAGS.model, FLAGS.set, out, runs=FLAGS.runs, few_shot=FLAGS.few_shot)
+    pipeline = folder.open_run(config, workdir)
+    summary = folder.evaluate(pipeline, FLAGS.model, FLAGS.set, out, runs=FLAGS.runs, few_shot=FLAGS.few_shot)
   except StageMismatchError as e:
     return _fail(str(e), 3)
   except ValueError as e:

@@ -3,7 +3,7 @@
 Every host of a TPU pod or GPU cluster runs the same command (see launch/). The config is an
 ml-collections file whose fields can be overridden on the command line, e.g.
 `--config.models.l.checkpoint=/ckpt/gemma-3-27b-it --config.eval.runs=3`. The config is checked
-before anything heavy starts; then the stage graph runs (restreact/rest/pipeline.py), skipping the
+before anything heavy starts; then the stage graph runs (restreact/runner/pipeline.py), skipping the
 stages a previous run finished and resuming the one it was in.
 """
 
@@ -112,7 +112,7 @@ class UsageError(Exception):
 def checked_config(required: tuple[str, ...] = ()):
   """The --config flag's config for the commands that share the launcher's flags (`restreact.ask`,
   `restreact.evaluate`): the `required` flags set, the config check passed, logging set up; UsageError else."""
-  from restreact.rest.config_check import ConfigError, check_config  # after flags: a fast --help
+  from restreact.runner.config_check import ConfigError, check_config  # after flags: a fast --help
 
   for name in required:
     if not flags.FLAGS[name].value:
@@ -136,7 +136,7 @@ def main(argv) -> int:
     print(f"restreact.launch: unexpected arguments {argv[1:]}: every setting is a flag (--config.a.b=value)",
           file=sys.stderr)
     return 2
-  from restreact.rest.config_check import ConfigError, check_config, real_checkpoints  # after flags: fast --help
+  from restreact.runner.config_check import ConfigError, check_config, real_checkpoints  # after flags: fast --help
 
   config = _CONFIG.value
   try:
@@ -162,9 +162,9 @@ def main(argv) -> int:
   import jax
 
   from restreact.multihost import WorkdirNotShared
-  from restreact.rest.lock import WorkdirLocked
-  from restreact.rest.pipeline import run_pipeline
-  from restreact.rest.stages import StageMismatchError
+  from restreact.runner.lock import WorkdirLocked
+  from restreact.runner.pipeline import run_pipeline
+  from restreact.runner.stages import StageMismatchError
   _logging()
   if jax.default_backend() == "cpu" and real_checkpoints(config) and not _ALLOW_CPU.value:
     print("restreact.launch: JAX found only CPU devices, and this config loads real checkpoints "

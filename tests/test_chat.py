@@ -18,7 +18,7 @@ from restreact.agent.samplers import EngineSampler
 from restreact.eval.judge import judge_prompt
 from restreact.models import Tokenizer
 from restreact.models.chat import MODEL_TURN, USER_TURN, detect_chat, encode_prompt, resolve_chat
-from restreact.rest.model_store import ModelStore
+from restreact.runner.model_store import ModelStore
 from restreact.rest.rank import ranking_prompt
 from restreact.rest.sft_data import step_prompt
 from restreact.train.data import Example, PackedDataset, encode, row_tokens

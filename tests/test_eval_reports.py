@@ -165,7 +165,7 @@ def test_table1_markdown_and_plot(tmp_path):
 
 
 def test_paired_difference_and_judge_titles_by_hand(tmp_path):
-  from restreact.rest.report import judge_title, paired_difference, per_question
+  from restreact.runner.report import judge_title, paired_difference, per_question
   before = {"a": 0.0, "b": 1.0, "c": 0.4, "only_before": 1.0}
   after = {"a": 1.0, "b": 1.0, "c": 0.2, "only_after": 0.0}
   d = paired_difference(before, after)
@@ -186,12 +186,12 @@ def test_paired_difference_and_judge_titles_by_hand(tmp_path):
 
 def test_the_pipelines_raters_file_is_blind_and_keeps_ratings(tmp_path):
   from restreact.data import QuestionRecord
-  from restreact.rest.evaluation import Grade, _write_summary, summarize
+  from restreact.eval.evaluation import Grade, _write_summary, summarize_grades
   questions = {q: QuestionRecord(q, f"question {q}?", "yes", ("yes",), "test") for q in ("a", "b")}
   grades = [[Grade(q, "yes", True, True, 1.0, 1.0, "done") for q in questions]]
-  _write_summary(tmp_path, summarize(grades, "exact_match"), grades, questions, raters_csv=True)
+  _write_summary(tmp_path, summarize_grades(grades, "exact_match"), grades, questions, raters_csv=True)
   path = tmp_path / "for_raters.csv"
   assert path.read_text().splitlines()[0] == "id,question,reference,answer,rating"  # no verdict to anchor raters
   rate(path, {"a": "1", "b": "0"})
-  _write_summary(tmp_path, summarize(grades, "exact_match"), grades, questions, raters_csv=True)  # a rerun
+  _write_summary(tmp_path, summarize_grades(grades, "exact_match"), grades, questions, raters_csv=True)  # a rerun
   assert import_ratings(path) == {"a": 1.0, "b": 0.0}

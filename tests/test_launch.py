@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from restreact.rest.config_check import ConfigError, check_config, models_needed
+from restreact.runner.config_check import ConfigError, check_config, models_needed
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs").glob("*_*.py") if not p.stem.startswith("_"))
@@ -86,7 +86,7 @@ def test_real_config_without_checkpoint_exits_at_once(tmp_path):
 def test_one_world_seed_changes_questions_corpus_and_splits_together():
   """`--config.world.seed=N` alone makes another world: every split's questions are answerable from its corpus."""
   from restreact.data.world import make_world
-  from restreact.rest.setup import questions, world_options
+  from restreact.runner.setup import questions, world_options
   tests = {}
   for seed in (0, 1):
     c = load("gen2_xs", "demo")
@@ -108,7 +108,7 @@ def test_demo_pilot_data_fits_its_rows_and_keeps_every_unique_example(tmp_path, 
   its question to truncation) and every unique example is kept once."""
   import json
 
-  from restreact.rest.pipeline import Pipeline, train_config
+  from restreact.runner.pipeline import Pipeline, train_config
 
   class Stop(Exception):
     pass
@@ -132,7 +132,7 @@ def test_demo_pilot_data_fits_its_rows_and_keeps_every_unique_example(tmp_path, 
 
 def test_a_mixture_that_would_be_truncated_stops_before_training(tmp_path):
   """Rows too short for more than 1% of the examples: the run stops after the mixture, naming the option."""
-  from restreact.rest.pipeline import Pipeline
+  from restreact.runner.pipeline import Pipeline
   c = load("gen2_xs", "demo")
   c.train.update(seq_len=128, buckets=(128,))
   c.pretrain.steps = 0  # it stops before any training

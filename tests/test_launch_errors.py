@@ -11,7 +11,7 @@ import pytest
 
 import hf_reference as ref
 from restreact.models import train_tokenizer
-from restreact.rest.config_check import checkpoint_problems
+from restreact.runner.config_check import checkpoint_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")

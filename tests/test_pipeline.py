@@ -18,7 +18,7 @@ import pytest
 
 from restreact.agent.records import read_records
 from restreact.rest import read_card, read_rankings
-from restreact.rest.stages import STAGE_FILE
+from restreact.runner.stages import STAGE_FILE
 
 from pipeline_util import CONFIG, ROOT, launch
 
@@ -117,7 +117,7 @@ def test_delivered_model_is_exported_for_transformers(finished):
   import transformers
   from restreact import experiment
   from restreact.models import Tokenizer
-  from restreact.rest.model_store import ModelStore
+  from restreact.runner.model_store import ModelStore
   out = finished / "export" / "xs"
   assert sorted(p.name for p in out.parent.iterdir()) == [STAGE_FILE, "xs"]  # the delivered size, nothing partial
   tokenizer = Tokenizer(finished / "setup" / "tokenizer.model")

@@ -15,7 +15,7 @@ import pytest
 
 from restreact.agent.records import read_records
 from restreact.rest import read_rankings
-from restreact.rest.stages import STAGE_FILE
+from restreact.runner.stages import STAGE_FILE
 from test_multiprocess import _free_port
 from test_pipeline import CONFIG, outputs
 

@@ -1,4 +1,4 @@
-"""Pretraining of random-init demo models on the world's corpus (restreact/rest/pretrain.py): the stage trains on
+"""Pretraining of random-init demo models on the world's corpus (restreact/runner/pretrain.py): the stage trains on
 passages only, the base model every later stage loads is the pretrained one, a rerun skips it, and it is
 refused where it cannot apply."""
 
@@ -10,10 +10,10 @@ from flax import nnx
 from restreact import experiment
 from restreact.data import make_world
 from restreact.models import make_mesh
-from restreact.rest import pretrain
-from restreact.rest.config_check import ConfigError, check_config
-from restreact.rest.pipeline import Pipeline, spec_fingerprint
-from restreact.rest.setup import world_options
+from restreact.runner import pretrain
+from restreact.runner.config_check import ConfigError, check_config
+from restreact.runner.pipeline import Pipeline, spec_fingerprint
+from restreact.runner.setup import world_options
 
 
 def quick_config(steps: int = 2):

@@ -213,7 +213,7 @@ def test_hotpotqa_split_picks_the_official_file(tmp_path, monkeypatch):
 
 
 def test_the_default_config_grows_on_hotpotqa_train_and_three_eli5_files(tmp_path, monkeypatch):
-  from restreact.rest.setup import questions
+  from restreact.runner.setup import questions
   from restreact import experiment as common
   calls = []
   monkeypatch.setattr(questions_module, "fetch", fake_fetch(tmp_path, calls))

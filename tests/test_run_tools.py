@@ -17,7 +17,7 @@ import pytest
 from pipeline_util import CONFIG, ROOT
 
 from restreact import experiment
-from restreact.rest.stages import StageMismatchError, StageResult
+from restreact.runner.stages import StageMismatchError, StageResult
 
 pytestmark = pytest.mark.slow
 GENERATIONS = ("pilot", "gen1", "gen2")
@@ -74,7 +74,7 @@ def test_quick_run_writes_rollout_and_eval_scalars_per_generation(quick_run):
 
 
 def test_report_has_stage_times_and_flags_a_generation_without_new_data(quick_run, tmp_path):
-  from restreact.rest.report import write_pipeline_report
+  from restreact.runner.report import write_pipeline_report
   report = (quick_run / "report.md").read_text()
   times = report.split("## Stage times")[1]
   assert "| stage | grow | rank | mixture | train_xs | train_l | eval_xs | eval_l | total |" in times
@@ -95,8 +95,8 @@ def test_report_has_stage_times_and_flags_a_generation_without_new_data(quick_ru
 
 
 def test_wandb_mirrors_the_scalars_and_is_checked(quick_run, tmp_path, monkeypatch):
-  from restreact.rest.config_check import ConfigError, check_config
-  from restreact.rest.run_metrics import RunMetrics
+  from restreact.runner.config_check import ConfigError, check_config
+  from restreact.runner.scalars import RunMetrics
   config = experiment.get_config(2, "xs", "quick")
   config.wandb = "restreact-test"
   if "wandb" not in sys.modules:
@@ -117,7 +117,7 @@ def test_wandb_mirrors_the_scalars_and_is_checked(quick_run, tmp_path, monkeypat
   assert sorted(read_scalars(run / "tensorboard")["eval_xs/accuracy_mean"]) == [0, 1, 2]
   metrics.close()
   assert [step for step, _ in logged[:3]] == [0, 1, 2] and logged[3] == "finished"
-  from restreact.rest.run_metrics import generation_scalars
+  from restreact.runner.scalars import generation_scalars
   assert logged[2][1] == generation_scalars(run, 2) and "eval_xs/accuracy_mean" in logged[2][1]
 
 
@@ -126,21 +126,21 @@ def opened(quick_run):
   """The quick run folder opened in this process on one device."""
   import jax
   from restreact.models import make_mesh
-  from restreact.rest import run_folder
+  from restreact.runner import folder
   config = experiment.get_config(2, "xs", "quick")
   config.progress = False
-  return run_folder.open_run(config, quick_run, mesh=make_mesh((1, 1, 1), devices=jax.devices()[:1]))
+  return folder.open_run(config, quick_run, mesh=make_mesh((1, 1, 1), devices=jax.devices()[:1]))
 
 
 def test_ask_a_base_model_and_missing_models(opened):
   from restreact.agent.records import ToolStep, read_records
   from restreact.agent.show import format_trajectory
-  from restreact.rest import run_folder
+  from restreact.runner import folder
   assert sorted(opened.store.trained) == ["gen1:l", "gen1:xs", "gen2:l", "gen2:xs", "pilot:l", "pilot:xs"]
   question = opened.env.eval_questions[0]
   with pytest.raises(ValueError, match="few-shot prompts do not fit config.engine.max_len=512.*--nofew_shot"):
-    run_folder.ask(opened, "base:l", question.id)  # the demo's 512-token rows hold zero-shot prompts only
-  record = run_folder.ask(opened, "base:l", question.id, seed=1, few_shot=False)  # an id brings the question
+    folder.ask(opened, "base:l", question.id)  # the demo's 512-token rows hold zero-shot prompts only
+  record = folder.ask(opened, "base:l", question.id, seed=1, few_shot=False)  # an id brings the question
   assert record.question == question.question and record.reference == question.answer
   text = format_trajectory(record)
   assert text.startswith(f"Question: {question.question}\nPolicy: base:l\nReference answer: {question.answer}\n")
@@ -154,25 +154,25 @@ def test_ask_a_base_model_and_missing_models(opened):
   assert text.endswith(f"Final answer: {pilot.final_answer}\nStatus: done; 8 model steps, 2 searches\n")
   with pytest.raises(ValueError, match=r"holds no trained gen2:s \(.*gen2/train_s never started\); its trained "
                      r"models: gen1:l, gen1:xs"):
-    run_folder.ask(opened, "gen2:s", "Who?")
+    folder.ask(opened, "gen2:s", "Who?")
   with pytest.raises(ValueError, match="gen3:l"):
-    run_folder.ask(opened, "gen3:l", "Who?")
+    folder.ask(opened, "gen3:l", "Who?")
 
 
 def test_evaluate_any_model_on_any_set(opened, tmp_path):
-  from restreact.rest import run_folder
+  from restreact.runner import folder
   out = tmp_path / "pilot_xs_dev"
-  summary = run_folder.evaluate(opened, "pilot:xs", "dev", out, runs=2)
+  summary = folder.evaluate(opened, "pilot:xs", "dev", out, runs=2)
   assert summary["runs"] == 2 and summary["questions"] == len(opened.env.dev) == 2
   assert sorted(p.name for p in out.iterdir()) == ["for_raters.csv", "per_question.md", "run00.grades.jsonl",
                                                   "run00.trajectories.jsonl", "run01.grades.jsonl",
                                                   "run01.trajectories.jsonl", "stage.json", "summary.json"]
   assert (out / "for_raters.csv").read_text().startswith("id,question,reference,answer,rating")
-  assert run_folder.evaluate(opened, "pilot:xs", "dev", out, runs=2) == summary  # a rerun skips
+  assert folder.evaluate(opened, "pilot:xs", "dev", out, runs=2) == summary  # a rerun skips
   with pytest.raises(StageMismatchError, match="changed: runs"):
-    run_folder.evaluate(opened, "pilot:xs", "dev", out, runs=1)
+    folder.evaluate(opened, "pilot:xs", "dev", out, runs=1)
   with pytest.raises(ValueError, match="question set 'train'"):
-    run_folder.evaluate(opened, "pilot:xs", "train", tmp_path / "x")
+    folder.evaluate(opened, "pilot:xs", "train", tmp_path / "x")
 
 
 def _cli(module: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -232,7 +232,7 @@ def test_pipeline_judge_asks_the_served_model(server, tmp_path):
   """The pipeline's judge for eval.judge='openai:...': one request per answer to grade, each prompt the judge's."""
   from restreact import experiment
   from restreact.eval import JudgeItem
-  from restreact.rest.pipeline import Pipeline
+  from restreact.runner.pipeline import Pipeline
   config = experiment.get_config(0, "xs", "quick")
   config.eval.update(judge=f"openai:{NAME}@{server.base_url}", judge_few_shot=False)  # fits 512 tokens
   config.openai.update(timeout=60.0, retries=0)
@@ -246,8 +246,8 @@ def test_pipeline_judge_asks_the_served_model(server, tmp_path):
 
 def test_config_check_and_pilot_policy_take_openai_references(server, tmp_path):
   from restreact import experiment
-  from restreact.rest.config_check import ConfigError, check_config, models_needed
-  from restreact.rest.pipeline import Pipeline
+  from restreact.runner.config_check import ConfigError, check_config, models_needed
+  from restreact.runner.pipeline import Pipeline
   ref = f"openai:{NAME}@{server.base_url}"
   config = experiment.get_config(0, "xs", "quick")
   config.rank.ranker = config.eval.judge = config.pilot.source = ref

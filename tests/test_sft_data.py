@@ -228,7 +228,7 @@ def test_the_demo_cuts_with_the_stand_ins_judgements_and_the_ablation_judges_not
   """The mixture gets the stand-in's verdict and candidate test only when the config asks for them."""
   from restreact import experiment
   from restreact.rest import stand_in_ranker
-  from restreact.rest.plan import cut_test, trajectory_verdict
+  from restreact.runner.plan import cut_test, trajectory_verdict
 
   c = experiment.get_config(2, "xs", "demo")
   judged = lambda: (trajectory_verdict(c), cut_test(c))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from restreact.rest.stages import STAGE_FILE, StageMismatchError, Stages, fingerprint
+from restreact.runner.stages import STAGE_FILE, StageMismatchError, Stages, fingerprint
 
 
 def test_skip_resume_and_refuse(tmp_path):
@@ -45,7 +45,7 @@ def test_one_launch_per_workdir(tmp_path):
   import subprocess
   import sys
 
-  from restreact.rest.lock import LOCK_FILE, WorkdirLocked, workdir_lock
+  from restreact.runner.lock import LOCK_FILE, WorkdirLocked, workdir_lock
   with workdir_lock(tmp_path) as path:
     assert path == tmp_path / LOCK_FILE and json.loads(path.read_text())["pid"] == os.getpid()
     with pytest.raises(WorkdirLocked, match=f"pid {os.getpid()} on .* delete"):

@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 
 from restreact.agent.actions import END_MARKER
 from restreact.agent.prompts import preamble
+from restreact.eval.metrics import exact_match
 
 TEMPLATE = "judge"
+EXACT_MATCH_JUDGE = "exact_match"  # the stand-in judge of CPU demos: no model
 _VERDICT = re.compile(r"\s*(?:IMPLIES\s*=\s*)?(True|False)\b", re.IGNORECASE)
 
 Generate = Callable[[list[str]], list[str]]
@@ -101,3 +103,35 @@ def auto_eval(items: Sequence[JudgeItem], generate: Generate, *, few_shot: bool 
 def summarize_verdicts(verdicts: Sequence[Verdict]) -> JudgeSummary:
   """Counts of correct and unparseable verdicts."""
   return JudgeSummary(len(verdicts), sum(v.correct for v in verdicts), sum(not v.parsed for v in verdicts))
+
+
+class Judge:
+  """Grades answers: an LLM asked whether ANSWER implies REF_ANSWER, or exact match (CPU demos).
+
+  `make_generate` builds the LLM's `generate(prompts) -> texts` on first use, so a run that has
+  nothing to grade never loads the judge model.
+  """
+
+  def __init__(self, name: str, make_generate: Callable[[], Callable] | None = None, *, few_shot: bool = True):
+    if name != EXACT_MATCH_JUDGE and make_generate is None:
+      raise ValueError(f"judge {name!r} needs a model")
+    self.name, self.few_shot = name, few_shot
+    self._make_generate, self._generate = make_generate, None
+
+  def grade(self, items: Sequence[JudgeItem], references: Sequence[Sequence[str]]) -> list[Verdict]:
+    """One verdict per item; an empty answer is False without asking anyone."""
+    out: list[Verdict | None] = [None] * len(items)
+    asked = []
+    for i, (item, refs) in enumerate(zip(items, references)):
+      if not item.answer.strip():
+        out[i] = Verdict(False, "no answer")
+      elif self.name == EXACT_MATCH_JUDGE:
+        out[i] = Verdict(bool(exact_match(item.answer, list(refs))), EXACT_MATCH_JUDGE)
+      else:
+        asked.append(i)
+    if asked:
+      if self._generate is None:
+        self._generate = self._make_generate()
+      for i, verdict in zip(asked, auto_eval([items[i] for i in asked], self._generate, few_shot=self.few_shot)):
+        out[i] = verdict
+    return out

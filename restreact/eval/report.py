@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 
 from restreact.eval.runs import RunsSummary, format_mean_std
 
-ROWS = ("pilot", "gen 1", "gen 2")
-COLUMNS = ("XS", "S", "L")
+ROW = {"pilot": "pilot", "gen1": "gen 1", "gen2": "gen 2"}  # a run's generation folder -> its row
+COLUMN = {"xs": "XS", "s": "S", "l": "L"}  # a model size -> its column
+ROWS, COLUMNS = tuple(ROW.values()), tuple(COLUMN.values())
 Cell = RunsSummary | tuple[float, float]
 Cells = Mapping[tuple[str, str], Cell]
 

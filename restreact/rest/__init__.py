@@ -1,4 +1,5 @@
-"""The ReST loop: step ranking, SFT data and mixtures, generations, distillation."""
+"""The ReST algorithm: step ranking (the LLM ranker, its rule-based stand-in, perplexity order), per-step SFT
+examples and the mixtures built from them. Running it as an experiment is `restreact.runner`."""
 
 from restreact.rest.card import MixtureCard, SourceCard, read_card
 from restreact.rest.mixture import MixtureSource, allocate, answer_grounded, build_mixture, read_mixture

@@ -17,7 +17,7 @@ from pathlib import Path
 from restreact.agent.prompts import step_preamble
 from restreact.agent.records import ModelStep, TrajectoryRecord
 from restreact.files import write_atomic
-from restreact.rest.jsonl import check_fields, json_lines
+from restreact.jsonl import check_fields, json_lines
 from restreact.rest.rank import RankResult
 
 STATUSES = ("ok", "partial", "invalid", "skipped", "perplexity")

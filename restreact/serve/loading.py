@@ -18,12 +18,12 @@ import ml_collections
 from restreact.generate import Engine
 from restreact.models import Tokenizer, Transformer, from_pretrained
 from restreact.models.chat import detect_chat
-from restreact.rest.config_check import checkpoint_problems
-from restreact.rest import pretrain
-from restreact.rest.model_store import ModelStore
-from restreact.rest.plan import GENERATIONS, SIZES
-from restreact.rest.run_record import RECORD_FILE
-from restreact.rest.setup import tokenizer_path
+from restreact.runner.config_check import checkpoint_problems
+from restreact.runner import pretrain
+from restreact.runner.model_store import ModelStore
+from restreact.runner.plan import GENERATIONS, SIZES
+from restreact.runner.launch_record import RECORD_FILE
+from restreact.runner.setup import tokenizer_path
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from restreact.agent.prompts import load_template
 from restreact.data import QuestionRecord, World, load_questions, make_world
 from restreact.models import Tokenizer, train_tokenizer
 from restreact.models.tokenizer import TOKENIZER_FILE
-from restreact.rest.stages import StageResult, Stages
+from restreact.runner.stages import StageResult, Stages
 from restreact.tools import BM25Search, CachedSearch, RetrievalServerSearch, SearchTool, WikipediaSearch
 
 TEMPLATES = ("decision", "summarize", "answer", "relevance", "grounding", "ranking", "judge")

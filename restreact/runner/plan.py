@@ -15,7 +15,7 @@ import dataclasses
 
 from restreact.agent.machine import AgentConfig
 from restreact.rest import stand_in_ranker
-from restreact.rest.evaluation import EXACT_MATCH_JUDGE
+from restreact.eval.judge import EXACT_MATCH_JUDGE
 from restreact.rest.rank import PERPLEXITY
 from restreact.train.config import TrainConfig
 

@@ -17,11 +17,11 @@ from restreact.agent.records import Lineage, TrajectoryRecord
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
-from restreact.rest import setup as run_setup
-from restreact.rest.plan import GENERATIONS, SIZES, ModelRef
-from restreact.rest.pipeline import Pipeline
-from restreact.rest.plan import agent_config
-from restreact.rest.stages import STAGE_FILE, Stages
+from restreact.runner import setup as run_setup
+from restreact.runner.plan import GENERATIONS, SIZES, ModelRef
+from restreact.runner.pipeline import Pipeline
+from restreact.runner.plan import agent_config
+from restreact.runner.stages import STAGE_FILE, Stages
 
 QUESTION_SETS = ("dev", "test")
 

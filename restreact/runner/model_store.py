@@ -1,5 +1,5 @@
 """Models of a ReST run: base checkpoints, the models each generation fine-tuned, and engines around them,
-found by model reference ("base:l", "gen1:xs"; `restreact.rest.plan.ModelRef` says what they mean)."""
+found by model reference ("base:l", "gen1:xs"; `restreact.runner.plan.ModelRef` says what they mean)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from restreact.generate import Engine
 from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
 from restreact.models.chat import resolve_chat
 from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
-from restreact.rest.plan import SIZES, ModelRef, train_config
+from restreact.runner.plan import SIZES, ModelRef, train_config
 from restreact.train import TrainConfig, load_trained
 
 log = logging.getLogger(__name__)

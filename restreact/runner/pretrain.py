@@ -19,9 +19,9 @@ from pathlib import Path
 from restreact import multihost
 from restreact.data import World
 from restreact.files import write_atomic
-from restreact.rest.model_store import ModelStore
-from restreact.rest.plan import train_config
-from restreact.rest.stages import StageResult, Stages
+from restreact.runner.model_store import ModelStore
+from restreact.runner.plan import train_config
+from restreact.runner.stages import StageResult, Stages
 from restreact.train import Example, TrainConfig, train
 from restreact.train.config import RESUMABLE_CHANGES
 

@@ -23,47 +23,14 @@ from restreact.agent.records import Lineage
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
-from restreact.eval import (JudgeItem, RatedAnswer, Verdict, aggregate_runs, auto_eval, exact_match,
-                            export_for_raters, f1, per_question_table)
+from restreact.eval.human import RatedAnswer, export_for_raters
+from restreact.eval.judge import Judge, JudgeItem
+from restreact.eval.metrics import exact_match, f1
+from restreact.eval.runs import aggregate_runs, per_question_table
 from restreact.files import write_atomic
-from restreact.rest.jsonl import json_lines
+from restreact.jsonl import json_lines
 
 log = logging.getLogger(__name__)
-EXACT_MATCH_JUDGE = "exact_match"
-
-
-class Judge:
-  """Grades answers: an LLM asked whether ANSWER implies REF_ANSWER, or exact match (CPU demos).
-
-  `make_generate` builds the LLM's `generate(prompts) -> texts` on first use, so a run that has
-  nothing to grade never loads the judge model.
-  """
-
-  def __init__(self, name: str, make_generate: Callable[[], Callable] | None = None, *, few_shot: bool = True):
-    if name != EXACT_MATCH_JUDGE and make_generate is None:
-      raise ValueError(f"judge {name!r} needs a model")
-    self.name, self.few_shot = name, few_shot
-    self._make_generate, self._generate = make_generate, None
-
-  def grade(self, items: Sequence[JudgeItem], references: Sequence[Sequence[str]]) -> list[Verdict]:
-    """One verdict per item; an empty answer is False without asking anyone."""
-    out: list[Verdict | None] = [None] * len(items)
-    asked = []
-    for i, (item, refs) in enumerate(zip(items, references)):
-      if not item.answer.strip():
-        out[i] = Verdict(False, "no answer")
-      elif self.name == EXACT_MATCH_JUDGE:
-        out[i] = Verdict(bool(exact_match(item.answer, list(refs))), EXACT_MATCH_JUDGE)
-      else:
-        asked.append(i)
-    if asked:
-      if self._generate is None:
-        self._generate = self._make_generate()
-      for i, verdict in zip(asked, auto_eval([items[i] for i in asked], self._generate, few_shot=self.few_shot)):
-        out[i] = verdict
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Grade:
   """One question of one run: the answer and its three scores."""
@@ -113,7 +80,7 @@ def run_eval(directory: Path, questions: Sequence[QuestionRecord], *, engine_for
       multihost.from_writer(lambda: write_atomic(grades_path, "".join(json.dumps(g, sort_keys=True) + "\n"
                                                                       for g in graded)))
     all_grades.append([Grade(**raw) for raw in graded])
-  summary = summarize(all_grades, judge.name)
+  summary = summarize_grades(all_grades, judge.name)
   multihost.from_writer(lambda: _write_summary(directory, summary, all_grades, by_id, raters_csv))
   return summary
 
@@ -139,7 +106,7 @@ def _has_ratings(path: Path) -> bool:
     return any((row.get("rating") or "").strip() for row in csv.DictReader(f))
 
 
-def summarize(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
+def summarize_grades(all_grades: Sequence[Sequence[Grade]], judge_name: str) -> dict:
   """Mean ± sample std over runs of auto-eval, exact match, F1 and answered (the share of trajectories that
   reached a final answer), plus the judge's unparseable count."""
   out = {"runs": len(all_grades), "questions": len(all_grades[0]) if all_grades else 0, "judge": judge_name,

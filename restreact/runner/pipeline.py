@@ -15,7 +15,7 @@ Layout under the work directory (each folder is a stage, see `stages.py`):
                  /eval_<size>/  runNN.trajectories.jsonl, runNN.grades.jsonl, summary.json, per_question.md
   export/<size>/                the delivered model (config.size, last generation) as a Hugging Face folder
   report.md, report.png         Table 1 (rows pilot / gen 1 / gen 2, columns XS / S / L), data and stage times
-  tensorboard/                  the run's scalars per generation (`run_metrics.py`)
+  tensorboard/                  the run's scalars per generation (`scalars.py`)
   LOCK                          while a launch runs: its host and pid (a second launch is refused)
   runs.jsonl                    per launch: config, git commit, packages, devices; then outcome and stage times
 """
@@ -38,19 +38,21 @@ from restreact.data import WorldSolver
 from restreact.models import make_mesh
 from restreact.models.export import export_hf
 from restreact.models.sharding import axis_rules
-from restreact.rest import setup as run_setup
-from restreact.rest.evaluation import EXACT_MATCH_JUDGE, Judge, dev_score, run_eval
+from restreact.runner import setup as run_setup
+from restreact.eval.evaluation import dev_score, run_eval
+from restreact.eval.judge import EXACT_MATCH_JUDGE, Judge
 from restreact.files import write_atomic
-from restreact.rest.lock import workdir_lock
-from restreact.rest.model_store import ModelStore, text_generator
-from restreact.rest.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, train_config, trained_sizes,
+from restreact.runner.lock import workdir_lock
+from restreact.runner.model_store import ModelStore, text_generator
+from restreact.runner.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, train_config, trained_sizes,
                                   trajectory_verdict)
-from restreact.rest import pretrain, run_metrics, run_record, stand_in_ranker
+from restreact.rest import stand_in_ranker
+from restreact.runner import launch_record, pretrain, scalars
 from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
 from restreact.rest.rank import PERPLEXITY, rank_steps
-from restreact.rest.report import write_pipeline_report
+from restreact.runner.report import write_pipeline_report
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
-from restreact.rest.stages import Stages
+from restreact.runner.stages import Stages
 from restreact.serve import client as remote
 from restreact.serve.sampler import RemoteSampler
 from restreact.train import Example, train
@@ -85,7 +87,7 @@ class Pipeline:
     with contextlib.ExitStack() as held:
       multihost.from_writer(lambda: held.enter_context(workdir_lock(self.workdir)) and None)
       held.enter_context(axis_rules(tuple(self.config.sharding_rules)))
-      started = multihost.from_writer(lambda: run_record.record_start(self.workdir, self.config))
+      started = multihost.from_writer(lambda: launch_record.record_start(self.workdir, self.config))
       outcome = "interrupted"
       try:
         result = self._run()
@@ -97,7 +99,7 @@ class Pipeline:
       finally:
         if multihost.is_writer():
           with contextlib.suppress(OSError):
-            run_record.record_end(self.workdir, started, self.stages.results, outcome)
+            launch_record.record_end(self.workdir, started, self.stages.results, outcome)
 
   def open(self) -> None:
     """The setup stage (run, or loaded when done), the model store and the base models' fingerprints: what every
@@ -109,7 +111,7 @@ class Pipeline:
     self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it
     for size in SIZES:
       self._fps[f"base:{size}"] = spec_fingerprint(c, size, self.store.chat(size))
-    from restreact.rest.config_check import models_needed  # it imports this module
+    from restreact.runner.config_check import models_needed  # it imports this module
     for size in (s for s in SIZES if s in models_needed(c)):
       if pretrain.enabled(c, size):  # the base model is then the pretrained one
         self._fps[f"base:{size}"] = pretrain.run(c, self.stages, self.store, self.env.world, size, mesh=self.mesh,
@@ -127,7 +129,7 @@ class Pipeline:
   def _run(self) -> PipelineResult:
     c = self.config
     self.open()
-    metrics = run_metrics.RunMetrics(self.workdir, c) if multihost.is_writer() else None
+    metrics = scalars.RunMetrics(self.workdir, c) if multihost.is_writer() else None
     try:
       for g in range(c.generation + 1):
         finished = False

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from restreact.agent.records import ModelStep, ToolStep, read_records
-from restreact.rest.plan import GENERATIONS
+from restreact.runner.plan import GENERATIONS
 from restreact.rest.sft_data import read_rankings
-from restreact.rest.stages import STAGE_FILE
+from restreact.runner.stages import STAGE_FILE
 
 log = logging.getLogger(__name__)
 TENSORBOARD_DIR = "tensorboard"

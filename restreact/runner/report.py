@@ -10,13 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from restreact.agent.records import ToolStep, read_records
-from restreact.eval import format_mean_std, write_report
-from restreact.rest.evaluation import EXACT_MATCH_JUDGE
-from restreact.rest.plan import GENERATIONS
-from restreact.rest.stages import STAGE_FILE
+from restreact.eval.judge import EXACT_MATCH_JUDGE
+from restreact.eval.report import COLUMN, ROW, table1_markdown, write_report
+from restreact.runner.plan import GENERATIONS
+from restreact.runner.stages import STAGE_FILE
 
-ROW = {"pilot": "pilot", "gen1": "gen 1", "gen2": "gen 2"}
-COLUMN = {"xs": "XS", "s": "S", "l": "L"}
 GRADES = "run*.grades.jsonl"
 
 
@@ -31,13 +29,7 @@ def _cells(summaries: Mapping[tuple[str, str], dict], metric: str) -> dict[tuple
 
 
 def _table(summaries, metric: str, title: str) -> str:
-  cells = _cells(summaries, metric)
-  head = f"| {title} | " + " | ".join(COLUMN.values()) + " |\n|---|" + "|".join("---:" for _ in COLUMN) + "|\n"
-  rows = []
-  for g in GENERATIONS:
-    texts = [format_mean_std(*cells[ROW[g], COLUMN[s]]) if (ROW[g], COLUMN[s]) in cells else "" for s in COLUMN]
-    rows.append(f"| {ROW[g]} | " + " | ".join(texts) + " |\n")
-  return head + "".join(rows)
+  return table1_markdown(_cells(summaries, metric), title=title)
 
 
 def per_question(eval_dir: Path) -> dict[str, float]:
