@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["restreact", "restreact.*"]),
-    package_data={"restreact.agent": ["templates/*.txt"]},
+    package_data={"restreact.prompts": ["templates/*.txt"]},
     install_requires=[
         "jax>=0.10.2",
         "flax>=0.12.8",

@@ -11,7 +11,7 @@ import sentencepiece as spm
 
 from models_util import random_model
 from restreact.agent.machine import AgentConfig, Trajectory
-from restreact.agent.prompts import load_template
+from restreact.prompts import load_template
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler

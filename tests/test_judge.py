@@ -4,7 +4,7 @@ import ast
 
 import pytest
 
-from restreact.agent.prompts import load_template
+from restreact.prompts import load_template
 from restreact.eval import JudgeItem, auto_eval, judge_prompt, normalize_answer, parse_verdict, summarize_verdicts
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from models_util import random_model
 from restreact.agent import END_MARKER, AgentState, Search, statement
-from restreact.agent.prompts import load_template
+from restreact.prompts import load_template
 from restreact.eval import JudgeItem, auto_eval, summarize_verdicts
 from restreact.generate import Engine
 from restreact.models import train_tokenizer

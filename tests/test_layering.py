@@ -7,8 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "restreact"
 # Higher number = higher layer; a module may import its own layer or lower ones.
-LEVEL = {"models": 0, "generate": 1, "train": 1, "agent": 2, "tools": 2, "data": 2, "rest": 3, "runner": 3, "eval": 3,
-         "serve": 3, "launch": 4}
+LEVEL = {"prompts": 0, "models": 0, "generate": 1, "train": 1, "agent": 2, "tools": 2, "data": 2, "rest": 3,
+         "runner": 3, "eval": 3, "serve": 3, "launch": 4}
 
 
 def _imports(path: Path):

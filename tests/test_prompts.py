@@ -8,7 +8,7 @@ import pytest
 from restreact.agent import STEP_TYPES, parse_step, statement
 from restreact.agent.actions import ALL_ACTIONS
 from restreact.agent.parser import parse_action
-from restreact.agent.prompts import EXAMPLES_MARKER, load_template, preamble
+from restreact.prompts import EXAMPLES_MARKER, load_template, preamble
 
 ITEM = re.compile(r"^    (\w+\(.*\)),$")
 

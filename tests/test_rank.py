@@ -11,7 +11,7 @@ import pytest
 from restreact.agent import ParseError, Search, SelectLink, Terminate
 from restreact.agent.actions import ALL_ACTIONS
 from restreact.agent.parser import parse_action
-from restreact.agent.prompts import load_template
+from restreact.prompts import load_template
 from restreact.rest import (count_statuses, has_empty_field, parse_ranking, perplexity_order, rank_candidates,
                             rank_steps, ranking_prompt, shuffled_order)
 

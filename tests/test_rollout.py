@@ -12,7 +12,7 @@ import pytest
 from models_util import random_model
 from restreact.agent import Search, Terminate
 from restreact.agent.machine import AgentConfig
-from restreact.agent.prompts import preamble
+from restreact.prompts import preamble
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import RolloutDeadline, Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-END_MARKER = "# [END]"
+from restreact.prompts import END_MARKER
 
 
 def _literal(value) -> str:

@@ -12,7 +12,8 @@ import ast
 import dataclasses
 import warnings
 
-from restreact.agent.actions import BY_CODE_NAME, END_MARKER, STEP_ACTIONS, Action
+from restreact.agent.actions import BY_CODE_NAME, STEP_ACTIONS, Action
+from restreact.prompts import END_MARKER
 
 MAX_CHARS = 20_000
 

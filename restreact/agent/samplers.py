@@ -10,10 +10,11 @@ import collections
 import hashlib
 from collections.abc import Callable
 
-from restreact.agent.actions import END_MARKER, STEP_TYPES, Action, statement
+from restreact.agent.actions import STEP_TYPES, Action, statement
 from restreact.agent.machine import AgentConfig, StepRequest, Trajectory, make_candidate
 from restreact.agent.prompts import step_preamble
 from restreact.agent.records import Candidate
+from restreact.prompts import END_MARKER
 
 
 def step_seed(seed: int, machine: Trajectory) -> int:

@@ -13,8 +13,8 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
-from restreact.agent.actions import END_MARKER
-from restreact.agent.prompts import preamble
+from restreact.prompts import END_MARKER
+from restreact.prompts import preamble
 from restreact.eval.metrics import exact_match
 
 TEMPLATE = "judge"

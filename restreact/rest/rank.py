@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from restreact.agent.actions import END_MARKER
-from restreact.agent.prompts import preamble
+from restreact.prompts import END_MARKER
+from restreact.prompts import preamble
 
 TEMPLATE = "ranking"
 PERPLEXITY = "perplexity"  # rank.ranker for the no-feedback ablation: no ranker, perplexity order

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flax import nnx
 
-from restreact.agent.actions import END_MARKER
+from restreact.prompts import END_MARKER
 from restreact.generate import Engine
 from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
 from restreact.models.chat import resolve_chat

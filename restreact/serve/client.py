@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import requests
 
 from restreact import multihost
-from restreact.agent.actions import END_MARKER
+from restreact.prompts import END_MARKER
 from restreact.tools.base import SearchError
 from restreact.tools.http import HTTPStatusError, request_json
 

@@ -12,7 +12,7 @@ import concurrent.futures
 
 import jax
 
-from restreact.agent.actions import END_MARKER
+from restreact.prompts import END_MARKER
 from restreact.agent.machine import AgentConfig, StepRequest, Trajectory, make_candidate
 from restreact.agent.records import Candidate
 from restreact.agent.samplers import step_seed
