@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
-import time
 from pathlib import Path
 
 import requests
 
 from restreact.files import atomic_path
+from restreact.tools import http
+from restreact.tools.base import SearchError
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class DownloadError(RuntimeError):
@@ -72,24 +73,13 @@ def fetch(remote: RemoteFile, *, folder: str | os.PathLike | None = None, timeou
 
 
 def _download(remote: RemoteFile, path: Path, *, timeout: float, retries: int, backoff: float) -> str:
-  """Stream `remote.url` into `path`; returns the SHA-256 of what was written."""
-  last = "no attempt"
-  for attempt in range(retries + 1):
-    if attempt:
-      time.sleep(backoff * 2 ** (attempt - 1))
-    try:
-      with requests.get(remote.url, timeout=timeout, stream=True) as response:
-        if response.status_code in RETRY_STATUS:
-          last = f"HTTP {response.status_code}"
-          continue
-        if response.status_code >= 400:
-          raise DownloadError(f"{remote.url}: HTTP {response.status_code}")
-        return _write_capped(response, path, remote)
-    except requests.Timeout:
-      last = f"timed out after {timeout}s"
-    except requests.ConnectionError as e:
-      last = f"connection failed ({type(e).__name__})"
-  raise DownloadError(f"{remote.url}: {last} (after {retries + 1} attempts)")
+  """Stream `remote.url` into `path` through the project's HTTP client; returns the SHA-256 of what was written."""
+  try:
+    with requests.Session() as session:
+      return http.request(session, "GET", remote.url, lambda response, end: _write_capped(response, path, remote),
+                          timeout=timeout, retries=retries, backoff=backoff, deadline=math.inf)
+  except SearchError as e:  # the client's errors name the URL and what went wrong
+    raise DownloadError(str(e)) from None
 
 
 def _write_capped(response: requests.Response, path: Path, remote: RemoteFile) -> str:

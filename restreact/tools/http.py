@@ -1,5 +1,7 @@
-"""HTTP for the remote backends: a wall-clock deadline per call, bounded retries with jittered backoff that
-honours Retry-After, and a cap on response size. Every failure is a SearchError.
+"""The project's HTTP client: a wall-clock deadline per call, bounded retries with jittered backoff that
+honours Retry-After, and a cap on response size. Every failure is a SearchError. The remote search backends
+and the OpenAI-compatible client call `request_json`; downloads (`restreact.data.download`) call `request`
+with a reader that streams the body to a file.
 
 A per-read socket timeout alone does not bound a call: a server that drips a byte at a time never trips it.
 So the body is read as it arrives (`read1`) against the call's deadline, and retries and their waits must
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import requests
 import urllib3
@@ -22,18 +27,32 @@ from restreact.tools.base import SearchError
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 MAX_RETRY_AFTER_S = 60.0  # a server asking for a longer pause is treated as down
+T = TypeVar("T")
 
 
 def request_json(session: requests.Session, method: str, url: str, *, timeout: float, max_bytes: int,
                  retries: int, backoff: float, deadline: float | None = None, **kwargs):
-  """The decoded JSON body of a request, retrying timeouts, broken connections and 429/5xx.
-
-  `timeout` bounds each socket read, `deadline` (seconds; default (retries + 1) x timeout) the whole call,
-  waits included. Waits are "full jitter" (uniform in [0, backoff x 2^attempt]) unless the server sends
-  Retry-After. Raises SearchError naming the URL (never headers, which may carry keys) once retries or time
-  run out, or at once for other 4xx answers, bodies over `max_bytes`, and bodies that are not JSON.
-  """
+  """The decoded JSON body of a request (see `request`), whose size is capped at `max_bytes`; a body that is not
+  JSON is a SearchError at once."""
   deadline = (retries + 1) * timeout if deadline is None else deadline
+  body = request(session, method, url, lambda response, end: _read_capped(response, max_bytes, url, end, deadline),
+                 timeout=timeout, retries=retries, backoff=backoff, deadline=deadline, **kwargs)
+  try:
+    return json.loads(body)
+  except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
+    raise SearchError(f"{url}: response is not usable JSON ({type(e).__name__})") from None
+
+
+def request(session: requests.Session, method: str, url: str, read: Callable[[requests.Response, float], T], *,
+            timeout: float, retries: int, backoff: float, deadline: float, **kwargs) -> T:
+  """`read(response, end)` of a successful answer (`end`: the call's deadline on `time.monotonic()`), retrying
+  timeouts, broken connections (a body cut short included) and 429/5xx.
+
+  `timeout` bounds each socket read, `deadline` (seconds; `math.inf` for none) the whole call, waits included.
+  Waits are "full jitter" (uniform in [0, backoff x 2^attempt]) unless the server sends Retry-After. Raises
+  SearchError naming the URL (never headers, which may carry keys) once retries or time run out, and
+  HTTPStatusError at once for other 4xx answers; what `read` raises otherwise passes through.
+  """
   end = time.monotonic() + deadline
   last, wait, attempts = "no attempt", 0.0, 0
   for attempt in range(retries + 1):
@@ -53,7 +72,7 @@ def request_json(session: requests.Session, method: str, url: str, *, timeout: f
         if response.status_code >= 400:
           raise HTTPStatusError(f"{url}: HTTP {response.status_code}", response.status_code,
                                 _error_detail(response))
-        body = _read_capped(response, max_bytes, url, end, deadline)
+        return read(response, end)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):  # the latter: a body read stalled
       last = f"timed out after {timeout}s"
       continue
@@ -66,12 +85,9 @@ def request_json(session: requests.Session, method: str, url: str, *, timeout: f
     except (urllib3.exceptions.HTTPError, OSError) as e:  # a body cut short, read below requests (ProtocolError)
       last = f"connection broken ({type(e).__name__})"
       continue
-    try:
-      return json.loads(body)
-    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than Python's stack
-      raise SearchError(f"{url}: response is not usable JSON ({type(e).__name__})") from None
   log.warning("%s %s failed after %d attempts: %s", method, url, attempts, last)
-  raise SearchError(f"{url}: {last} (after {attempts} attempts, {deadline:g}s deadline)")
+  within = f", {deadline:g}s deadline" if math.isfinite(deadline) else ""
+  raise SearchError(f"{url}: {last} (after {attempts} attempts{within})")
 
 
 class HTTPStatusError(SearchError):
