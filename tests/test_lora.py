@@ -127,7 +127,7 @@ def test_adapters_are_float32_on_a_bfloat16_model():
 
 
 def test_orbax_round_trip_keeps_the_adapters(tmp_path):
-  from restreact.models import restore_params, save_params
+  from restreact.train import restore_params, save_params
   model = _with_trained_adapters(rank=2, targets=("q", "up"))
   save_params(model, tmp_path / "ckpt")
   restored = restore_params(tmp_path / "ckpt")

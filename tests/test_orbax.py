@@ -6,7 +6,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from models_util import forward, random_model
-from restreact.models import make_mesh, restore_params, save_params
+from restreact.models import make_mesh
+from restreact.train import restore_params, save_params
 
 TOKENS = np.random.default_rng(0).integers(0, 512, (2, 12))
 

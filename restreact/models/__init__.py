@@ -3,7 +3,6 @@
 from etils import epy
 
 with epy.lazy_api_imports(globals()):  # each name loads its module on first use: light imports stay light
-  from restreact.models.checkpoint import restore_params, save_params
   from restreact.models.export import export_hf
   from restreact.models.gemma import GemmaConfig, LayerCache, Transformer
   from restreact.models.gemma.hf_config import UnsupportedCheckpointError
@@ -15,6 +14,5 @@ with epy.lazy_api_imports(globals()):  # each name loads its module on first use
 __all__ = [
     "CheckpointMismatchError", "GemmaConfig", "LayerCache", "LoraConfig", "Tokenizer", "Transformer",
     "UnsupportedCheckpointError", "apply_lora", "export_hf", "from_pretrained", "load_lora", "make_mesh", "merge_lora",
-    "read_config", "remove_lora", "restore_params", "save_lora", "save_params", "save_pretrained", "shard_model",
-    "train_tokenizer",
+    "read_config", "remove_lora", "save_lora", "save_pretrained", "shard_model", "train_tokenizer",
 ]

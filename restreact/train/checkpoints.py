@@ -1,4 +1,5 @@
-"""orbax checkpoints of a run: the latest few for resuming, the best one by eval score, and SIGTERM handling.
+"""Every orbax checkpoint: a model with its config (`save_params` / `restore_params`), and a training run's: the
+latest few for resuming, the best one by eval score, and SIGTERM handling.
 
 `workdir/checkpoints/<step>/` holds the whole TrainState (weights, masters, optimizer state, step,
 PRNG key) and, as JSON, the data position. `workdir/best/<step>/` holds only the trainable weights of
@@ -9,6 +10,9 @@ it when complete, so a run killed while saving leaves the previous checkpoint in
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -17,9 +21,14 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from restreact import multihost
+from restreact.models import GemmaConfig, LoraConfig, Transformer, apply_lora
+from restreact.models.lora import lora_config_dict
+from restreact.models.sharding import param_shardings
 
 CHECKPOINTS, BEST = "checkpoints", "best"
 
@@ -168,3 +177,61 @@ class Preemption:
       # numpy, not jnp: under the train loop's jax.set_mesh a jnp array would be a global one, not this process's.
       flag = bool(multihost_utils.process_allgather(np.asarray(flag)).any())
     return flag
+
+
+# A model with its config: a snapshot any process group can restore, onto a mesh or one device.
+
+CONFIG_FILE = "model_config.json"
+
+
+def save_params(model: Transformer, directory: str | os.PathLike) -> None:
+  """Save every parameter of `model` with orbax, plus its config (and LoRA config) as JSON. All processes call it."""
+  directory = Path(directory).absolute()
+  exists = directory.exists()
+  multihost.barrier("restreact.save_params.checked")  # nobody may see the directory process 0 is about to create
+  if exists:
+    raise FileExistsError(f"{directory} already exists; orbax will not overwrite a checkpoint")
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(directory / "params", nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  if jax.process_index() == 0:
+    lora = getattr(model, "lora_config", None)
+    meta = {"model": dataclasses.asdict(model.config), "lora": lora_config_dict(lora) if lora else None}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+  multihost.barrier("restreact.save_params.done")
+
+
+def _read_meta(directory: Path) -> tuple[GemmaConfig, LoraConfig | None]:
+  meta = json.loads((directory / CONFIG_FILE).read_text())
+  raw = dict(meta["model"])
+  raw["layer_types"], raw["eos_ids"] = tuple(raw["layer_types"]), tuple(raw["eos_ids"])
+  lora = meta.get("lora")
+  return GemmaConfig(**raw), (LoraConfig(lora["rank"], lora["alpha"], tuple(lora["targets"])) if lora else None)
+
+
+def load_config(directory: str | os.PathLike) -> GemmaConfig:
+  """The GemmaConfig saved by `save_params`."""
+  return _read_meta(Path(directory))[0]
+
+
+def restore_params(directory: str | os.PathLike, *, mesh: Mesh | None = None) -> Transformer:
+  """Rebuild the model saved by `save_params` (adapters re-attached), sharded by the rules when a mesh is given."""
+  directory = Path(directory).absolute()
+  cfg, lora = _read_meta(directory)
+
+  def build():
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    return apply_lora(model, lora, rngs=nnx.Rngs(0)) if lora else model
+
+  abstract = nnx.eval_shape(build)
+  graphdef, state = nnx.split(abstract)
+  if mesh is not None:
+    shardings = param_shardings(abstract, mesh)
+    target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
+                          nnx.to_pure_dict(state), nnx.to_pure_dict(shardings))
+  else:
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
+  with ocp.StandardCheckpointer() as ckptr:
+    restored = ckptr.restore(directory / "params", target)
+  nnx.replace_by_pure_dict(state, restored)
+  return nnx.merge(graphdef, state)
