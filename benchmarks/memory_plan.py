@@ -49,7 +49,7 @@ from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import append, markdown_table  # noqa: E402
 from restreact import experiment  # noqa: E402
-from restreact.generate import slots as ops  # noqa: E402
+from restreact.generate import slot_ops  # noqa: E402
 from restreact.generate.engine import _jitted  # noqa: E402
 from restreact.models import GemmaConfig, Transformer, make_mesh  # noqa: E402
 from restreact.models.gemma.attention import LayerCache  # noqa: E402
@@ -160,7 +160,7 @@ def compile_decode(cfg: GemmaConfig, engine: dict, mesh):
                             sds((slots, length), jnp.int32, ("cache_batch", "cache_length"))))
   replicated = NamedSharding(mesh, PartitionSpec())
   state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                       ops.DecodeState.idle(slots))
+                       slot_ops.DecodeState.idle(slots))
   eos = jax.ShapeDtypeStruct((2,), jnp.int32, sharding=replicated)  # EOS and <end_of_turn>
   decode = _jitted(graphdef, engine["steps_per_round"], mesh)[-1]
   with jax.set_mesh(mesh):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from restreact.agent import Answer, CheckAnswer, ReviseAnswer, SelectLink, Search, Terminate, statement
-from restreact.agent.machine import AgentConfig, StepRequest, Trajectory
+from restreact.agent.machine import AgentConfig, StepRequest, StepMachine
 from restreact.agent.records import (Candidate, Lineage, MachineStep, ModelStep, ToolStep, TrajectoryRecord,
                                      append_records, read_records)
 from restreact.agent.rollout import Task, rollout
@@ -154,7 +154,7 @@ def test_exhausted_budget_terminates_for_the_agent(tmp_path):
 
 
 def test_feeding_the_wrong_step_is_an_error():
-  machine = Trajectory("Q?", AgentConfig(), LINEAGE)
+  machine = StepMachine("Q?", AgentConfig(), LINEAGE)
   request = machine.next_request()
   assert request.step_type == "decision" and request.n == 4 and request.prompt.endswith(request.input + "\n")
   with pytest.raises(RuntimeError, match="phase decision"):
@@ -164,8 +164,8 @@ def test_feeding_the_wrong_step_is_an_error():
 
 
 def test_zero_shot_prompt_has_no_examples():
-  few = Trajectory("Q?", AgentConfig(), LINEAGE).next_request().prompt
-  zero = Trajectory("Q?", AgentConfig(few_shot=False), LINEAGE).next_request().prompt
+  few = StepMachine("Q?", AgentConfig(), LINEAGE).next_request().prompt
+  zero = StepMachine("Q?", AgentConfig(few_shot=False), LINEAGE).next_request().prompt
   # zero-shot (fine-tuned models): the step's task in a sentence; no action definitions, no examples
   assert "# Example 1" in few and "class Search(Action)" in few
   assert "# Example" not in zero and "class Search(Action)" not in zero and zero.startswith('"""')
@@ -219,3 +219,19 @@ def test_a_record_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
   path.write_bytes(_sample_record().to_json().encode() + b"\n\xff\xfe broken\n")
   with pytest.raises(ValueError, match=r"r.jsonl:2: not UTF-8"):
     list(read_records(path))
+
+
+def test_samplers_and_search_tools_meet_the_rollout_interfaces(tmp_path):
+  from restreact.agent import EngineSampler, ScriptedSampler
+  from restreact.agent.interfaces import Sampler, SearchBackend, SearchHit
+  from restreact.serve.sampler import RemoteSampler
+  from restreact.tools import BM25Search, RetrievalServerSearch, SearchResult, WikipediaSearch
+  for sampler in (EngineSampler, ScriptedSampler, RemoteSampler):
+    assert all(callable(getattr(sampler, name, None)) for name in ("submit", "poll", "cancel")), sampler
+    assert isinstance(getattr(sampler, "busy"), property), sampler
+  assert isinstance(ScriptedSampler(lambda machine, request: []), Sampler)
+  assert not isinstance(object(), Sampler)
+  for tool in (BM25Search, RetrievalServerSearch, WikipediaSearch):
+    assert callable(tool.search) and isinstance(tool.name, str), tool
+  assert isinstance(SearchResult("title", "snippet"), SearchHit)
+  assert not isinstance(object(), SearchBackend)

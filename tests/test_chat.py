@@ -10,7 +10,7 @@ import pytest
 import sentencepiece as spm
 
 from models_util import random_model
-from restreact.agent.machine import AgentConfig, Trajectory
+from restreact.agent.machine import AgentConfig, StepMachine
 from restreact.prompts import load_template
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import Task, rollout
@@ -85,8 +85,8 @@ def tok(folder):
 
 
 def step_prompts() -> list[str]:
-  zero = Trajectory("Who founded the city where 'Xy' was born?", AgentConfig(few_shot=False), LINEAGE)
-  few = Trajectory("What year?\nTwo lines.", AgentConfig(few_shot=True), LINEAGE)
+  zero = StepMachine("Who founded the city where 'Xy' was born?", AgentConfig(few_shot=False), LINEAGE)
+  few = StepMachine("What year?\nTwo lines.", AgentConfig(few_shot=True), LINEAGE)
   return [zero.next_request().prompt, few.next_request().prompt,
           judge_prompt("Who?", "Ann  Lee\n", "Ann Lee"),
           ranking_prompt("QUESTION = 'q'\n", ["ACTION_SELECTED = Search(query='a')  # [END]", "x = 1\n\n"], [1, 0]),

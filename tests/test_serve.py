@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from serve_util import NAME, post, start_server, tiny_checkpoint
-from restreact.agent.machine import AgentConfig, Trajectory
+from restreact.agent.machine import AgentConfig, StepMachine
 from restreact.agent.records import Lineage
 from restreact.models.chat import wrap_messages
 from restreact.serve.client import ClientSettings, OpenAIClient, OpenAIRef, RemoteModelError, identity, text_generator
@@ -196,7 +196,7 @@ def test_client_generates_for_ranker_and_judge(server, caplog):
 def test_remote_policy_samples_candidates_with_logprobs(server):
   client = OpenAIClient(f"openai:{NAME}@{server.base_url}", ClientSettings(timeout=60, retries=0))
   config = AgentConfig(num_candidates=2, temperature=1.0, max_new_tokens=10, few_shot=False)
-  machine = Trajectory(PROMPT, config, Lineage("remote", 0, "cfg"), question_id="q1")
+  machine = StepMachine(PROMPT, config, Lineage("remote", 0, "cfg"), question_id="q1")
   sampler = RemoteSampler(client, config, seed=1, chat=False)
   handle = sampler.submit(machine.next_request(), machine)
   results = []

@@ -2,7 +2,7 @@
 
 from restreact.agent.actions import (STEP_TYPES, Action, Answer, CheckAnswer, ResultItem, ReviseAnswer, Search,
                                      SelectLink, Terminate, statement)
-from restreact.agent.machine import AgentConfig, SearchRequest, StepRequest, Trajectory
+from restreact.agent.machine import AgentConfig, SearchRequest, StepMachine, StepRequest
 from restreact.agent.parser import ParseError, parse_action, parse_step
 from restreact.agent.records import (Candidate, Lineage, MachineStep, ModelStep, ToolStep, TrajectoryRecord,
                                      append_records, read_records)
@@ -13,6 +13,6 @@ from restreact.prompts import END_MARKER
 
 __all__ = ["END_MARKER", "STEP_TYPES", "Action", "AgentConfig", "AgentState", "Answer", "Candidate", "CheckAnswer",
            "EngineSampler", "Lineage", "MachineStep", "ModelStep", "ParseError", "ResultItem", "ReviseAnswer",
-           "RolloutSummary", "ScriptedSampler", "Search", "SearchRequest", "SelectLink", "StepRequest", "Task",
-           "Terminate", "ToolStep", "Trajectory", "TrajectoryRecord", "append_records", "parse_action", "parse_step",
-           "read_records", "rollout", "statement"]
+           "RolloutSummary", "ScriptedSampler", "Search", "SearchRequest", "SelectLink", "StepMachine",
+           "StepRequest", "Task", "Terminate", "ToolStep", "TrajectoryRecord", "append_records", "parse_action",
+           "parse_step", "read_records", "rollout", "statement"]

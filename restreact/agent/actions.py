@@ -53,7 +53,8 @@ class Terminate(Action):
 
 @dataclasses.dataclass(frozen=True)
 class ResultItem(Action):
-  """One search result as the agent sees it; link ids are unique across a trajectory."""
+  """One search result as the agent sees it (the prompt templates' dataclass: no provenance reaches the model);
+  link ids are unique across a trajectory. Recorded in full as `records.ToolResult`."""
 
   code_name: ClassVar[str] = "ResultItem"
   link_id: int

@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 
 from restreact.agent.actions import Answer, CheckAnswer, ReviseAnswer, ResultItem, Search, SelectLink, Terminate
+from restreact.agent.interfaces import SearchHit
 from restreact.agent.parser import ParseError, parse_step
 from restreact.agent.prompts import step_preamble
 from restreact.agent.records import (Candidate, Lineage, MachineStep, ModelStep, ToolResult, ToolStep,
@@ -81,7 +83,7 @@ def make_candidate(step_type: str, text: str, logprobs, finish_reason: str) -> C
     return Candidate(text, tuple(float(x) for x in logprobs), finish_reason, None, str(e))
 
 
-class Trajectory:
+class StepMachine:
   """The step machine for one question (see the module docstring)."""
 
   def __init__(self, question: str, config: AgentConfig, lineage: Lineage, *, question_id: str = "",
@@ -127,8 +129,9 @@ class Trajectory:
       return
     self._advance(candidates[chosen].action)
 
-  def feed_search(self, request: SearchRequest, results, latency_s: float, error: str | None = None) -> None:
-    """Record a search's results (SearchResult-like objects) or its error, and move on to summarize."""
+  def feed_search(self, request: SearchRequest, results: Sequence[SearchHit], latency_s: float,
+                  error: str | None = None) -> None:
+    """Record a search's results or its error, and move on to summarize."""
     if self.phase != "search":
       raise RuntimeError(f"search results fed to a machine in phase {self.phase}")
     items = []

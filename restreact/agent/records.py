@@ -61,7 +61,9 @@ class ModelStep:
 
 @dataclasses.dataclass(frozen=True)
 class ToolResult:
-  """One search hit as numbered for the agent."""
+  """One search hit as a trajectory records it: the backend's hit (`restreact.tools.SearchResult`, which has no
+  link id: numbering is the trajectory's) with the link id it was shown under. The prompt shows only the
+  `actions.ResultItem` part (link id, title, snippet); doc id, score and url are provenance for analysis."""
 
   link_id: int
   link_text: str

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from tqdm.auto import tqdm
 
 from restreact import multihost
-from restreact.agent.machine import AgentConfig, SearchRequest, StepRequest, Trajectory
+from restreact.agent.interfaces import Sampler, SearchBackend
+from restreact.agent.machine import AgentConfig, SearchRequest, StepMachine, StepRequest
 from restreact.agent.records import Lineage, ToolStep, TrajectoryRecord, append_records, read_records
 from restreact.agent.searches import SearchPool
 
@@ -94,8 +95,8 @@ def _sigterm_as_interrupt():
     signal.signal(signal.SIGTERM, previous)
 
 
-def rollout(tasks: Sequence[Task], sampler, tool, config: AgentConfig, out_path: str | os.PathLike, *,
-            lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16, search_deadline: float | None = 60.0,
+def rollout(tasks: Sequence[Task], sampler: Sampler, tool: SearchBackend, config: AgentConfig,
+            out_path: str | os.PathLike, *, lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16, search_deadline: float | None = 60.0,
             max_failure_rate: float | None = None, trajectory_deadline: float | None = None,
             rollout_deadline: float | None = None, progress: bool = True) -> RolloutSummary:
   """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds.
@@ -139,7 +140,7 @@ class _Loop:
     self.sampler, self.config = sampler, config
     self.out_path, self.lineage, self.summary = out_path, lineage, summary
     self.max_failure_rate, self.trajectory_deadline = max_failure_rate, trajectory_deadline
-    self.started: dict[Trajectory, float] = {}  # when each active trajectory started
+    self.started: dict[StepMachine, float] = {}  # when each active trajectory started
     tool_steps = [s for r in summary.records for s in r.steps if isinstance(s, ToolStep)]
     self.searched = len(tool_steps)  # searches in the file's trajectories and this run's, and how many failed
     self.search_failed = sum(s.error is not None for s in tool_steps)
@@ -159,7 +160,7 @@ class _Loop:
             "or raise config.engine.rollout_deadline")
       while queue and self.active < max_in_flight:
         task = queue.pop()
-        machine = Trajectory(task.question, self.config, self.lineage, question_id=task.question_id,
+        machine = StepMachine(task.question, self.config, self.lineage, question_id=task.question_id,
                              reference=task.reference, sample=task.sample)
         self.active += 1
         self.started[machine] = time.perf_counter()
@@ -195,14 +196,14 @@ class _Loop:
           f"{'; '.join(self.first_errors)}. Fix the search tool, then delete {self.out_path} (its trajectories saw "
           f"the outage and must not become training data) and rerun.")
 
-  def _guarded(self, machine: Trajectory, feed, *args) -> None:
+  def _guarded(self, machine: StepMachine, feed, *args) -> None:
     try:
       feed(*args)
     except Exception as e:  # a bug or bad data in one trajectory ends that trajectory only
       machine.fail(f"internal error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
     self._advance(machine)
 
-  def _advance(self, machine: Trajectory) -> None:
+  def _advance(self, machine: StepMachine) -> None:
     deadline = self.trajectory_deadline
     if deadline is not None and not machine.finished and time.perf_counter() - self.started[machine] > deadline:
       machine.fail(f"deadline: the trajectory ran for more than {deadline:g} s (config.engine.trajectory_deadline)")
@@ -217,7 +218,7 @@ class _Loop:
     if machine.finished:
       self._finish(machine)
 
-  def _finish(self, machine: Trajectory) -> None:
+  def _finish(self, machine: StepMachine) -> None:
     record = machine.record()
     try:
       record.to_json().encode("utf-8")

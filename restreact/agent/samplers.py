@@ -1,7 +1,7 @@
 """Where a model step's candidates come from: the generation engine, or a scripted policy (tests, seeds).
 
-A sampler takes `submit(request, machine)` and later hands back `(handle, candidates)` pairs from
-`poll()`; `busy` says whether anything is outstanding. The rollout loop only talks to this interface.
+Both are `interfaces.Sampler`s: `submit(request, machine)`, then `(handle, candidates)` pairs from `poll()`;
+`busy` says whether anything is outstanding. The rollout loop only talks to that interface.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import hashlib
 from collections.abc import Callable
 
 from restreact.agent.actions import STEP_TYPES, Action, statement
-from restreact.agent.machine import AgentConfig, StepRequest, Trajectory, make_candidate
+from restreact.agent.machine import AgentConfig, StepRequest, StepMachine, make_candidate
 from restreact.agent.prompts import step_preamble
 from restreact.agent.records import Candidate
 from restreact.prompts import END_MARKER
 
 
-def step_seed(seed: int, machine: Trajectory) -> int:
+def step_seed(seed: int, machine: StepMachine) -> int:
   """A sampling seed fixed by (run seed, question, sample, step): reruns sample the same, whatever else runs."""
   text = f"{seed}|{machine.question_id}|{machine.sample}|{len(machine.steps)}"
   return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
@@ -42,7 +42,7 @@ class EngineSampler:
   def busy(self) -> bool:
     return self.engine.pending > 0
 
-  def submit(self, request: StepRequest, machine: Trajectory):
+  def submit(self, request: StepRequest, machine: StepMachine):
     """Queue the step's n samples; ValueError when the prompt does not fit the engine."""
     handle = self.engine.submit(request.prompt, n=request.n, max_new_tokens=self.config.max_new_tokens,
                                 temperature=self.config.temperature, stop=(END_MARKER,),
@@ -68,7 +68,7 @@ class EngineSampler:
 
 
 # A policy answers a step with n candidate texts (or actions), each with its token log-probs.
-Policy = Callable[[Trajectory, StepRequest], list[tuple[str | Action, list[float]]]]
+Policy = Callable[[StepMachine, StepRequest], list[tuple[str | Action, list[float]]]]
 
 
 class ScriptedSampler:
@@ -84,7 +84,7 @@ class ScriptedSampler:
   def busy(self) -> bool:
     return bool(self._queue)
 
-  def submit(self, request: StepRequest, machine: Trajectory):
+  def submit(self, request: StepRequest, machine: StepMachine):
     outputs = self.policy(machine, request)
     candidates = []
     for text, logprobs in outputs:

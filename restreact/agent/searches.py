@@ -23,6 +23,7 @@ from typing import Any
 from etils import epy
 
 from restreact import multihost
+from restreact.agent.interfaces import SearchBackend
 from restreact.tools import SearchResult
 
 with epy.lazy_imports():  # jax loads on first use, as in multihost
@@ -32,7 +33,7 @@ with epy.lazy_imports():  # jax loads on first use, as in multihost
 Outcome = tuple[list[SearchResult], str | None, float]
 
 
-def timed_search(tool, query: str, k: int) -> Outcome:
+def timed_search(tool: SearchBackend, query: str, k: int) -> Outcome:
   start = time.perf_counter()
   try:
     return tool.search(query, k), None, time.perf_counter() - start
@@ -43,7 +44,7 @@ def timed_search(tool, query: str, k: int) -> Outcome:
 class SearchPool:
   """Outstanding searches, each tagged with its owner; `returned()` hands back (owner, outcome) pairs."""
 
-  def __init__(self, tool, workers: int, *, deadline: float | None = None):
+  def __init__(self, tool: SearchBackend, workers: int, *, deadline: float | None = None):
     if deadline is not None and not deadline > 0:
       raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
     self.tool, self.deadline = tool, deadline

@@ -11,7 +11,7 @@ trajectories go through the same step machine, records and parser as a model's.
 from __future__ import annotations
 
 from restreact.agent.actions import Answer, CheckAnswer, SelectLink, Search, Terminate
-from restreact.agent.machine import StepRequest, Trajectory
+from restreact.agent.machine import StepRequest, StepMachine
 from restreact.data import grammar
 from restreact.data.world import World
 
@@ -25,11 +25,11 @@ class WorldSolver:
   def __init__(self, world: World | None = None):
     self.world = world  # kept for callers; the solver reads only the trajectory's own text
 
-  def __call__(self, machine: Trajectory, request: StepRequest):
+  def __call__(self, machine: StepMachine, request: StepRequest):
     action = self.action(machine, request.step_type)
     return [(action, [SCRIPTED_LOGPROB] * 8)] * request.n
 
-  def action(self, machine: Trajectory, step_type: str):
+  def action(self, machine: StepMachine, step_type: str):
     """The right action for `step_type` given what the machine has seen so far."""
     state = machine.state
     parsed = grammar.read_question(state.question)

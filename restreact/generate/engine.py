@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from restreact.generate import paged
-from restreact.generate import slots as ops
+from restreact.generate import slot_ops
 from restreact.generate.blocks import BlockPool
 from restreact.generate.prefill import PrefillMixin
 from restreact.generate.requests import Completion, Request, _Sample
@@ -43,7 +43,7 @@ def _fold_in_many(keys: jax.Array, index: jax.Array) -> jax.Array:
 
 
 def _decode_round(graphdef, params, cache, state, eos_ids, *, num_steps: int, mesh: Mesh | None):
-  cache, *host = ops.decode_round(graphdef, params, cache, state, eos_ids, num_steps=num_steps)
+  cache, *host = slot_ops.decode_round(graphdef, params, cache, state, eos_ids, num_steps=num_steps)
   if mesh is not None:
     # The host loop reads every slot's state and tokens. With slots split over processes, each process would
     # hold only its own; replicating these small arrays in the same call lets every process read them all.
@@ -57,9 +57,9 @@ def _jitted(graphdef, steps_per_round: int, mesh: Mesh | None):
   """The engine's jitted functions, shared by every engine of the same model structure: a new engine on new
   weights (a checkpoint being evaluated) reuses the compiled code instead of compiling again."""
   decode = functools.partial(_decode_round, graphdef, num_steps=steps_per_round, mesh=mesh)
-  return (jax.jit(functools.partial(ops.prefill, graphdef), donate_argnums=(1, 2)),
-          jax.jit(ops.reset_slots, donate_argnums=(0,)),
-          jax.jit(ops.copy_slots, donate_argnums=(0,)),
+  return (jax.jit(functools.partial(slot_ops.prefill, graphdef), donate_argnums=(1, 2)),
+          jax.jit(slot_ops.reset_slots, donate_argnums=(0,)),
+          jax.jit(slot_ops.copy_slots, donate_argnums=(0,)),
           jax.jit(paged.install, donate_argnums=(0,)),
           jax.jit(decode, donate_argnums=(1,)))
 
@@ -111,7 +111,7 @@ class Engine(PrefillMixin):
     self._pool = self._place(paged.empty_pool(self.cache, cache_blocks, block_size)) if cache_blocks else None
     self._pinned: dict[tuple[int, ...], list[int]] = {}  # registered prefixes and the blocks they keep
     self._stashed: list[Request] = []  # finished while register_prefix waited for a slot
-    self._state = ops.DecodeState.idle(num_slots)  # host copy; uploaded for each round
+    self._state = slot_ops.DecodeState.idle(num_slots)  # host copy; uploaded for each round
     self._free = list(range(num_slots))
     self._queue: collections.deque[Request] = collections.deque()
     self._live: dict[int, Request] = {}
@@ -136,7 +136,7 @@ class Engine(PrefillMixin):
     if isinstance(cache[0], paged.PoolLayer):
       block_axes = (None, "act_kv_heads", None, None)
       return [paged.PoolLayer(shard(p.k, block_axes), shard(p.v, block_axes)) for p in cache]
-    return [ops.LayerCache(shard(c.k, kv_axes), shard(c.v, kv_axes), shard(c.pos, pos_axes)) for c in cache]
+    return [slot_ops.LayerCache(shard(c.k, kv_axes), shard(c.v, kv_axes), shard(c.pos, pos_axes)) for c in cache]
 
   def _jit(self):
     self._prefill, self._reset, self._copy, self._install, self._decode = _jitted(self._graphdef,

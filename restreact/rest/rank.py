@@ -35,7 +35,7 @@ _RANKING = re.compile(r"^\s*Ranking\s*:\s*(.*)$", re.MULTILINE | re.IGNORECASE)
 _ID = re.compile(r"#?\s*(\d+)")
 
 
-class Candidate(Protocol):
+class Rankable(Protocol):
   """What the ranker needs from a sampled candidate."""
 
   text: str
@@ -156,7 +156,7 @@ def has_empty_field(parsed: Any) -> bool:
   return any(isinstance(v, str) and not v.strip() for v in values)
 
 
-def perplexity_order(candidates: Sequence[Candidate]) -> list[int]:
+def perplexity_order(candidates: Sequence[Rankable]) -> list[int]:
   """Indices by mean log-prob, highest (lowest perplexity) first; ties and NaNs keep index order."""
   def key(i):
     value = float(candidates[i].mean_logprob)
@@ -170,13 +170,13 @@ def _empties_last(order: Sequence[int], empty: set[int]) -> tuple[int, ...]:
 
 @dataclasses.dataclass
 class _Pending:
-  candidates: Sequence[Candidate]
+  candidates: Sequence[Rankable]
   empty: set[int]
   presented: list[int]
   prompt: str | None
 
 
-def _prepare(step_input: str, candidates: Sequence[Candidate], rng, few_shot: bool) -> _Pending:
+def _prepare(step_input: str, candidates: Sequence[Rankable], rng, few_shot: bool) -> _Pending:
   if not candidates:
     raise ValueError("no candidates to rank")
   empty = {i for i, c in enumerate(candidates) if has_empty_field(c.parsed)}
@@ -203,7 +203,7 @@ def _resolve(pending: _Pending, text: str | None, *, asked: bool = True) -> Rank
                     tuple(pending.presented), ranking, pending.prompt, text)
 
 
-def rank_steps(steps: Sequence[tuple[str, Sequence[Candidate]]], *, generate: Generate | None,
+def rank_steps(steps: Sequence[tuple[str, Sequence[Rankable]]], *, generate: Generate | None,
                rng: random.Random | np.random.Generator, few_shot: bool = True) -> list[RankResult]:
   """Rank many steps' candidates with one `generate` call (so the engine can batch the prompts).
 
@@ -221,7 +221,7 @@ def rank_steps(steps: Sequence[tuple[str, Sequence[Candidate]]], *, generate: Ge
   return [_resolve(p, reply) for p, reply in zip(pending, replies)]
 
 
-def rank_candidates(step_input: str, candidates: Sequence[Candidate], *, generate: Generate,
+def rank_candidates(step_input: str, candidates: Sequence[Rankable], *, generate: Generate,
                     rng: random.Random | np.random.Generator, few_shot: bool = True) -> RankResult:
   """Rank one step's candidates; see `rank_steps`."""
   return rank_steps([(step_input, candidates)], generate=generate, rng=rng, few_shot=few_shot)[0]

@@ -103,7 +103,7 @@ class SFTExample:
 
 
 def step_prompt(step: ModelStep, *, few_shot: bool = False) -> str:
-  """The prompt a model step is trained on (what `Trajectory.next_request` sends, zero-shot by default)."""
+  """The prompt a model step is trained on (what `StepMachine.next_request` sends, zero-shot by default)."""
   return step_preamble(step.step_type, few_shot=few_shot) + step.input + "\n"
 
 

@@ -105,7 +105,7 @@ class Pipeline:
     """The setup stage (run, or loaded when done), the model store and the base models' fingerprints: what every
     later stage needs. `restreact.ask` and `restreact.evaluate` open a run folder this way."""
     c = self.config
-    setup = run_setup.run(c, self.stages)
+    setup = run_setup.setup_stage(c, self.stages)
     self.setup_fp, self.env = setup.fingerprint, setup.value
     self.store = ModelStore(c, self.env.tokenizer, mesh=self.mesh)
     self._fps: dict[str, str] = {}  # model reference -> the fingerprint of the stage that made it

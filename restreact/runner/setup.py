@@ -132,7 +132,7 @@ def _sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
-def run(config, stages: Stages) -> StageResult:
+def setup_stage(config, stages: Stages) -> StageResult:
   """The setup stage (skipped when done; the environment is rebuilt from its files either way)."""
   inputs = dict(tokenizer=config.tokenizer, world=config.world.to_dict() if uses_world(config) else None,
                 whole_words=len(CODE_WORDS) if config.tokenizer == "world" else None,

@@ -13,7 +13,7 @@ import concurrent.futures
 import jax
 
 from restreact.prompts import END_MARKER
-from restreact.agent.machine import AgentConfig, StepRequest, Trajectory, make_candidate
+from restreact.agent.machine import AgentConfig, StepRequest, StepMachine, make_candidate
 from restreact.agent.records import Candidate
 from restreact.agent.samplers import step_seed
 from restreact.serve.client import OpenAIClient, RequestRejected
@@ -41,7 +41,7 @@ class RemoteSampler:
   def busy(self) -> bool:
     return bool(self._pending)
 
-  def submit(self, request: StepRequest, machine: Trajectory) -> int:
+  def submit(self, request: StepRequest, machine: StepMachine) -> int:
     self._next += 1
     future = self._pool.submit(self.client.sample, request.prompt, chat=self.chat, n=request.n,
                                max_tokens=self.config.max_new_tokens, temperature=self.config.temperature,
