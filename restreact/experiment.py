@@ -1,7 +1,7 @@
 """Settings shared by every experiment: the paper's numbers for real runs, and the CPU `demo` variant.
 
-An experiment file (`configs/gen2_xs.py`) is `get_config(arg)` returning `experiment.get_config(2, "xs", arg)`:
-run the ReST loop up to generation 2 and deliver the XS model. Generation 0 is the pilot.
+`configs/rest.py:gen=2,size=xs` is `get_config(2, "xs")`: run the ReST loop up to generation 2 and deliver the XS
+model (generation 0 is the pilot); `configs/gen2_xs.py` and its eight siblings name the nine experiments.
 Model references (ranker, judge) are "base:l" (a size's base checkpoint, prompted) or "pilot:l" /
 "gen1:l" / "gen2:l" (a size fine-tuned in that generation), or "openai:MODEL@http://HOST:PORT/v1" (a model
 behind an OpenAI-compatible server: vLLM, SGLang, a hosted API, `python -m restreact.serve`). CPU demos, where
@@ -12,9 +12,9 @@ that read the ranking prompt of the synthetic world, `restreact/rest/stand_in_ra
 
 import ml_collections
 
-SIZES = ("l", "s", "xs")
+from restreact.runner.plan import GENERATIONS, SIZES
+
 VARIANTS = ("", "demo", "quick")  # quick: the demo shrunk to a smoke test (CI runs it)
-GENERATIONS = ("pilot", "gen1", "gen2")
 # L/S/XS are the paper's PaLM 2 sizes; Gemma 3 27B/4B/1B stand in (12B for L and 270M for XS also load).
 GEMMA3_SIZES = {"l": "gemma3-27b", "s": "gemma3-4b", "xs": "gemma3-1b"}
 

@@ -38,7 +38,8 @@ def _config_spec(argv: list[str]) -> str | None:
 
 
 def _config_file() -> str:
-  return (_config_spec(sys.argv) or "configs/EXPERIMENT.py").partition(":")[0]
+  """The `--config` value (file and argument), for the config check's hint."""
+  return _config_spec(sys.argv) or "configs/EXPERIMENT.py"
 
 
 def _override_problem(arg: str, config) -> str | None:

@@ -37,6 +37,21 @@ def test_nine_experiments_with_the_papers_numbers():
       check_config(load(name, variant))  # runnable as is
 
 
+def test_the_parameterized_config_is_the_nine_experiments():
+  for name in EXPERIMENTS:
+    gen, size = name.split("_")
+    for variant in ("", "demo", "quick"):
+      arg = f"gen={('pilot', 'gen1', 'gen2').index(gen)},size={size}" + (f",variant={variant}" if variant else "")
+      assert load("rest", arg).to_dict() == load(name, variant).to_dict(), (name, variant)
+  for bad, message in (("", "lacks gen, size"), ("gen=2", "lacks size"), ("gen=two,size=xs", "gen must be an integer"),
+                       ("gen=2,size=xs,variant=gpu", "unknown variant 'gpu'"), ("gen=2,size=m", "unknown experiment"),
+                       ("gen=2,size=xs,seed=1", "use gen=0|1|2")):
+    with pytest.raises(ValueError, match=message):
+      load("rest", bad)
+  with pytest.raises(ConfigError, match=r"--config=configs/rest\.py:gen=2,size=xs,variant=demo"):
+    check_config(load("rest", "gen=2,size=xs"), config_file="configs/rest.py:gen=2,size=xs")
+
+
 def test_models_needed_follow_the_stage_graph():
   assert set(models_needed(load("gen2_xs"))) == {"l", "xs"}
   assert set(models_needed(load("pilot_s"))) == {"l", "s"}  # L grows the pilot data and judges

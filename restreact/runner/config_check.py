@@ -22,7 +22,7 @@ from restreact.runner.scalars import check_wandb
 from restreact.runner.setup import TOOL_KINDS, uses_world
 from restreact.serve.client import FORM as OPENAI_FORM, OpenAIRef, is_openai_ref
 
-DEMO_HINT = "or run the CPU demo instead: --config={config_file}:demo"
+DEMO_HINT = "or run the CPU demo instead: --config={demo}"
 
 
 class ConfigError(ValueError):
@@ -213,10 +213,19 @@ def _check_numbers(config, problems: list[str]) -> None:
     _number(problems, f"models.{size}.num_candidates", spec.num_candidates, low=1)
 
 
+def demo_spec(spec: str) -> str:
+  """The demo variant of a `--config` value: `FILE.py:demo`, or `...,variant=demo` for `key=value` arguments."""
+  path, _, arg = spec.partition(":")
+  if "=" not in arg:
+    return f"{path}:demo"
+  kept = [item for item in arg.split(",") if item and not item.startswith("variant=")]
+  return f"{path}:{','.join(kept + ['variant=demo'])}"
+
+
 def check_config(config, *, config_file: str = "configs/EXPERIMENT.py") -> None:
   """Raise ConfigError listing every problem of `config`; return None when it can run."""
   problems: list[str] = []
-  hint = DEMO_HINT.format(config_file=config_file)
+  hint = DEMO_HINT.format(demo=demo_spec(config_file))
   if config.size not in SIZES:
     problems.append(f"config.size={config.size!r}: choose one of {SIZES}")
   if config.generation not in range(len(GENERATIONS)):

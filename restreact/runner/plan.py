@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 from restreact.agent.machine import AgentConfig
-from restreact.rest import stand_in_ranker
 from restreact.eval.judge import EXACT_MATCH_JUDGE
+from restreact.rest import stand_in_ranker
 from restreact.rest.rank import PERPLEXITY
 from restreact.train.config import TrainConfig
 
