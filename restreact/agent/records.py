@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from restreact.agent.actions import ALL_ACTIONS, Action
 from restreact.agent.parser import ParseError, parse_action
-
-log = logging.getLogger(__name__)
+from restreact.jsonl import append_lines, read_lines
 
 SCHEMA_VERSION = 1
 
@@ -189,37 +187,9 @@ def _decode_record(raw: dict) -> TrajectoryRecord:
 
 
 def append_records(path: str | os.PathLike, records: list[TrajectoryRecord]) -> None:
-  """Append records and make them durable before returning (a crash after this loses none of them).
-
-  A torn last line (a crash mid-write) is cut off first, so the new records never glue onto it."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  text = "".join(record.to_json() + "\n" for record in records).encode("utf-8")  # fails before the file is touched
-  with open(path, "a+b") as f:
-    _cut_torn_line(f, path)
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _cut_torn_line(f, path: Path) -> None:
-  end = f.seek(0, os.SEEK_END)
-  if end == 0:
-    return
-  f.seek(end - 1)
-  if f.read(1) == b"\n":
-    return
-  position = end
-  while position > 0:  # back to the last newline, a block at a time
-    start = max(0, position - 65536)
-    f.seek(start)
-    newline = f.read(position - start).rfind(b"\n")
-    if newline >= 0:
-      break
-    position = start
-  keep = start + newline + 1 if position > 0 else 0
-  log.warning("%s: cut a torn last line (%d bytes, a write interrupted by a crash)", path, end - keep)
-  f.truncate(keep)
+  """Append records and make them durable before returning (a crash after this loses none of them); a torn
+  last line is cut off first (`jsonl.append_lines`)."""
+  append_lines(path, [record.to_json() for record in records])
 
 
 def read_records(path: str | os.PathLike) -> Iterator[TrajectoryRecord]:
@@ -227,12 +197,7 @@ def read_records(path: str | os.PathLike) -> Iterator[TrajectoryRecord]:
   path = Path(path)
   if not path.exists():
     return
-  raw = path.read_bytes()
-  try:
-    lines = raw.decode("utf-8").split("\n")
-  except UnicodeDecodeError as e:
-    line = raw[:e.start].count(b"\n") + 1
-    raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+  lines = read_lines(path)
   last = len(lines) - 1
   for number, line in enumerate(lines):
     if not line.strip():
