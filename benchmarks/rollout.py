@@ -78,6 +78,17 @@ class ReplaySampler:
     pass
 
 
+STEP_TYPES = ("decision", "summarize", "answer", "relevance", "grounding")
+
+
+def workload(tmp: Path):
+  """The synthetic world, a tokenizer trained on its passages and the step preambles, and BM25 over it."""
+  world = make_world(seed=0, num_people=200, num_orgs=100, num_cities=60, num_countries=12)
+  texts = [p.text for p in world.passages] + [step_preamble(t, few_shot=False) for t in STEP_TYPES] * 10
+  tokenizer = train_tokenizer(texts, tmp / "tok.model", vocab_size=2048)
+  return world, tokenizer, BM25Search(world.write_corpus(tmp / "corpus.jsonl"), index_dir=tmp / "index")
+
+
 def run(engine, world, tool, tasks, config, in_flight):
   sampler = ReplaySampler(engine, WorldSolver(world))
   engine.clear_prefix_cache()  # every row starts cold (but for the pinned preambles): rows share engines
@@ -106,11 +117,8 @@ def main():
   parser.add_argument("--append-to", default=None, help="file to append to (default BENCHMARKS.md)")
   args = parser.parse_args()
 
-  world = make_world(seed=0, num_people=200, num_orgs=100, num_cities=60, num_countries=12)
   tmp = Path(tempfile.mkdtemp())
-  texts = [p.text for p in world.passages] + [step_preamble(t, few_shot=False) for t in
-                                              ("decision", "summarize", "answer", "relevance", "grounding")] * 10
-  tokenizer = train_tokenizer(texts, tmp / "tok.model", vocab_size=2048)
+  world, tokenizer, bm25 = workload(tmp)
   cfg = GemmaConfig.preset("gemma3-tiny").replace(vocab_size=tokenizer.vocab_size, sliding_window=args.window,
                                                    max_position_embeddings=args.max_len)
   model = Transformer(cfg, rngs=nnx.Rngs(0))
@@ -120,12 +128,11 @@ def main():
     engine = Engine(model, tokenizer, num_slots=slots, max_len=args.max_len, eos_ids=(), prefill_chunk=256,
                     prefill_buckets=(32, 64, 128), steps_per_round=args.steps_per_round, block_size=args.block_size,
                     cache_blocks=args.cache_tokens // args.block_size)
-    for step_type in ("decision", "summarize", "answer", "relevance", "grounding"):
+    for step_type in STEP_TYPES:
       engine.register_prefix(step_preamble(step_type, few_shot=False))
     return engine
 
   engine, single = make_engine(args.in_flight), make_engine(1)
-  bm25 = BM25Search(world.write_corpus(tmp / "corpus.jsonl"), index_dir=tmp / "index")
   questions = world.questions()
   tasks = [Task(q.id, q.question, q.answer) for q in questions[:args.trajectories]]
   warm = [Task(q.id, q.question, q.answer) for q in questions[-args.in_flight:]]
