@@ -11,16 +11,16 @@ import sentencepiece as spm
 
 from models_util import random_model
 from restreact.agent.machine import AgentConfig, StepMachine
-from restreact.prompts import load_template
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.eval.judge import judge_prompt
 from restreact.models import Tokenizer
 from restreact.models.chat import MODEL_TURN, USER_TURN, detect_chat, encode_prompt, resolve_chat
-from restreact.runner.model_store import ModelStore
+from restreact.prompts import load_template
 from restreact.rest.rank import ranking_prompt
 from restreact.rest.sft_data import step_prompt
+from restreact.runner.model_store import ModelStore
 from restreact.train.data import Example, PackedDataset, encode, row_tokens
 
 ROOT = Path(__file__).resolve().parents[1]

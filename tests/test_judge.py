@@ -4,8 +4,8 @@ import ast
 
 import pytest
 
-from restreact.prompts import load_template
 from restreact.eval import JudgeItem, auto_eval, judge_prompt, normalize_answer, parse_verdict, summarize_verdicts
+from restreact.prompts import load_template
 
 
 def item_of(prompt: str) -> dict[str, str]:

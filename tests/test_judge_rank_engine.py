@@ -7,10 +7,10 @@ import pytest
 
 from models_util import random_model
 from restreact.agent import END_MARKER, AgentState, Search, statement
-from restreact.prompts import load_template
 from restreact.eval import JudgeItem, auto_eval, summarize_verdicts
 from restreact.generate import Engine
 from restreact.models import train_tokenizer
+from restreact.prompts import load_template
 from restreact.rest import count_statuses, rank_steps
 
 

@@ -12,7 +12,6 @@ import pytest
 from models_util import random_model
 from restreact.agent import Search, Terminate
 from restreact.agent.machine import AgentConfig
-from restreact.prompts import preamble
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import RolloutDeadline, Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
@@ -20,6 +19,7 @@ from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
 from restreact.generate import Engine
 from restreact.models import train_tokenizer
+from restreact.prompts import preamble
 from restreact.tools import BM25Search, SearchResult, SearchTool
 
 LINEAGE = Lineage("test", 0, "cfg")
@@ -131,11 +131,11 @@ def test_deadlines_fail_a_slow_trajectory_and_stop_a_slow_rollout(world_and_tool
 
 SCRIPT = """
 import sys, time
+from restreact.agent import Search, Terminate, Answer, CheckAnswer
 from restreact.agent.machine import AgentConfig
 from restreact.agent.records import Lineage
 from restreact.agent.rollout import RolloutDeadline, Task, rollout
 from restreact.agent.samplers import ScriptedSampler
-from restreact.agent import Search, Terminate, Answer, CheckAnswer
 from restreact.tools import SearchResult, SearchTool
 
 class Slow(SearchTool):

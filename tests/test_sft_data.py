@@ -8,8 +8,8 @@ import re
 import pytest
 
 from restreact.agent import CheckAnswer
-from restreact.agent.prompts import step_preamble
 from restreact.agent.machine import AgentConfig
+from restreact.agent.prompts import step_preamble
 from restreact.agent.records import Lineage, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import ScriptedSampler

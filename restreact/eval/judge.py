@@ -13,9 +13,8 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
-from restreact.prompts import END_MARKER
-from restreact.prompts import preamble
 from restreact.eval.metrics import exact_match
+from restreact.prompts import END_MARKER, preamble
 
 TEMPLATE = "judge"
 EXACT_MATCH_JUDGE = "exact_match"  # the stand-in judge of CPU demos: no model

@@ -41,9 +41,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from restreact.agent.records import ModelStep, ToolStep, TrajectoryRecord, read_records
-from restreact.rest.card import MixtureCard, SourceCard, merge_counts, read_card
 from restreact.files import write_atomic
 from restreact.jsonl import check_fields, json_lines
+from restreact.rest.card import MixtureCard, SourceCard, merge_counts, read_card
 from restreact.rest.sft_data import STATUSES, SFTExample, read_rankings, step_examples, target_index
 
 # What `mixture.unsupported` does with a trajectory the ranker judges unsupported (see the module docstring).

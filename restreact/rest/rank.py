@@ -22,8 +22,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from restreact.prompts import END_MARKER
-from restreact.prompts import preamble
+from restreact.prompts import END_MARKER, preamble
 
 TEMPLATE = "ranking"
 PERPLEXITY = "perplexity"  # rank.ranker for the no-feedback ablation: no ranker, perplexity order

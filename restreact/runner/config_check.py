@@ -7,17 +7,17 @@ import math
 from pathlib import Path
 
 from restreact.data import needs_path, question_sets
+from restreact.data.questions import FILE_SUFFIXES
+from restreact.eval.judge import EXACT_MATCH_JUDGE
+from restreact.models.axis_rules import rule_problems
 from restreact.models.gemma import PRESETS
 from restreact.models.gemma.hf_config import from_hf_config
 from restreact.models.safetensors_io import INDEX, NP_DTYPES
-from restreact.models.axis_rules import rule_problems
 from restreact.models.tokenizer import TOKENIZER_FILE
-from restreact.data.questions import FILE_SUFFIXES
-from restreact.eval.judge import EXACT_MATCH_JUDGE
-from restreact.rest.mixture import UNSUPPORTED
 from restreact.rest import stand_in_ranker
-from restreact.runner.plan import GENERATIONS, SIZES, ModelRef, model_ranker, train_config, trained_sizes
+from restreact.rest.mixture import UNSUPPORTED
 from restreact.rest.rank import PERPLEXITY
+from restreact.runner.plan import GENERATIONS, SIZES, ModelRef, model_ranker, train_config, trained_sizes
 from restreact.runner.scalars import check_wandb
 from restreact.runner.setup import TOOL_KINDS, uses_world
 from restreact.serve.client import FORM as OPENAI_FORM, OpenAIRef, is_openai_ref

@@ -18,8 +18,8 @@ from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler
 from restreact.data import QuestionRecord
 from restreact.runner import setup as run_setup
-from restreact.runner.plan import GENERATIONS, SIZES, ModelRef
 from restreact.runner.pipeline import Pipeline
+from restreact.runner.plan import GENERATIONS, SIZES, ModelRef
 from restreact.runner.plan import agent_config
 from restreact.runner.stages import STAGE_FILE, Stages
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from flax import nnx
 
-from restreact.prompts import END_MARKER
 from restreact.generate import Engine
 from restreact.models import GemmaConfig, Tokenizer, Transformer, from_pretrained, merge_lora, shard_model
 from restreact.models.chat import resolve_chat
 from restreact.models.gemma.config import gemma2_layer_types, gemma3_layer_types
+from restreact.prompts import END_MARKER
 from restreact.runner.plan import SIZES, ModelRef, train_config
 from restreact.train import TrainConfig, load_trained
 

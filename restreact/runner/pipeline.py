@@ -35,23 +35,23 @@ from restreact.agent.records import Lineage, TrajectoryRecord, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data import WorldSolver
-from restreact.models import make_mesh
-from restreact.models.export import export_hf
-from restreact.models.sharding import axis_rules
-from restreact.runner import setup as run_setup
 from restreact.eval.evaluation import dev_score, run_eval
 from restreact.eval.judge import EXACT_MATCH_JUDGE, Judge
 from restreact.files import write_atomic
+from restreact.models import make_mesh
+from restreact.models.export import export_hf
+from restreact.models.sharding import axis_rules
+from restreact.rest import stand_in_ranker
+from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
+from restreact.rest.rank import PERPLEXITY, rank_steps
+from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
+from restreact.runner import setup as run_setup
+from restreact.runner import launch_record, pretrain, scalars
 from restreact.runner.lock import workdir_lock
 from restreact.runner.model_store import ModelStore, text_generator
 from restreact.runner.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, train_config, trained_sizes,
                                   trajectory_verdict)
-from restreact.rest import stand_in_ranker
-from restreact.runner import launch_record, pretrain, scalars
-from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
-from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.runner.report import write_pipeline_report
-from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.runner.stages import Stages
 from restreact.serve import client as remote
 from restreact.serve.sampler import RemoteSampler

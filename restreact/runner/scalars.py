@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from restreact.agent.records import ModelStep, ToolStep, read_records
-from restreact.runner.plan import GENERATIONS
 from restreact.rest.sft_data import read_rankings
+from restreact.runner.plan import GENERATIONS
 from restreact.runner.stages import STAGE_FILE
 
 log = logging.getLogger(__name__)

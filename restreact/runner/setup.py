@@ -14,10 +14,10 @@ import hashlib
 from pathlib import Path
 
 from restreact.agent.actions import CODE_WORDS
-from restreact.prompts import load_template
 from restreact.data import QuestionRecord, World, load_questions, make_world
 from restreact.models import Tokenizer, train_tokenizer
 from restreact.models.tokenizer import TOKENIZER_FILE
+from restreact.prompts import load_template
 from restreact.runner.stages import StageResult, Stages
 from restreact.tools import BM25Search, CachedSearch, RetrievalServerSearch, SearchTool, WikipediaSearch
 

@@ -18,11 +18,11 @@ import ml_collections
 from restreact.generate import Engine
 from restreact.models import Tokenizer, Transformer, from_pretrained
 from restreact.models.chat import detect_chat
-from restreact.runner.config_check import checkpoint_problems
 from restreact.runner import pretrain
+from restreact.runner.config_check import checkpoint_problems
+from restreact.runner.launch_record import RECORD_FILE
 from restreact.runner.model_store import ModelStore
 from restreact.runner.plan import GENERATIONS, SIZES
-from restreact.runner.launch_record import RECORD_FILE
 from restreact.runner.setup import tokenizer_path
 
 

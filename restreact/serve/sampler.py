@@ -12,10 +12,10 @@ import concurrent.futures
 
 import jax
 
-from restreact.prompts import END_MARKER
 from restreact.agent.machine import AgentConfig, StepRequest, StepMachine, make_candidate
 from restreact.agent.records import Candidate
 from restreact.agent.samplers import step_seed
+from restreact.prompts import END_MARKER
 from restreact.serve.client import OpenAIClient, RequestRejected
 
 POLL_WAIT_S = 0.05
