@@ -20,6 +20,7 @@ setup(
         "ml-collections>=1.1.0",
         "absl-py>=2.0",  # restreact.launch (also a dependency of ml-collections)
         "etils[epy]>=1.5",  # lazy imports: the config check loads no jax (also a dependency of orbax)
+        "jaxtyping>=0.2.36",  # shape annotations of the model code (documentation; not checked at run time)
         "sentencepiece>=0.2.0",
         "safetensors>=0.4.0",
         "ml_dtypes>=0.5",

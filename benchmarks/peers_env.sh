@@ -18,6 +18,6 @@ pin() { grep -E "^$1==" requirements.txt; }
 "$VENV/bin/python" -m pip install --quiet gemma==4.0.1 google-tunix==0.1.7 sentencepiece==0.2.2 "safetensors<0.8"
 # The project's JAX stack and what restreact imports, at the project's pins (the peers accept them).
 "$VENV/bin/python" -m pip install --quiet "$(pin jax)" "$(pin jaxlib)" "$(pin flax)" "$(pin optax)" \
-  "$(pin orbax-checkpoint)" "$(pin bm25s)" "$(pin tensorboardX)" PyStemmer
+  "$(pin orbax-checkpoint)" "$(pin bm25s)" "$(pin tensorboardX)" "$(pin jaxtyping)" PyStemmer
 "$VENV/bin/python" -c "import jax, flax; from gemma import gm; from tunix.generate import sampler; \
 print('peers environment ready: jax', jax.__version__, 'flax', flax.__version__)"

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
 
 from restreact.models.gemma.config import LOCAL, GemmaConfig
 from restreact.models.gemma.layers import Projection, RMSNorm, apply_rope
@@ -29,9 +30,9 @@ class LayerCache:
   Heads come before length so that attention reads each head's keys contiguously (no transposes).
   """
 
-  k: jax.Array
-  v: jax.Array
-  pos: jax.Array
+  k: Float[Array, "B K S H"]
+  v: Float[Array, "B K S H"]
+  pos: Int[Array, "B S"]
 
   @classmethod
   def empty(cls, batch: int, length: int, num_kv_heads: int, head_dim: int, dtype) -> LayerCache:
@@ -39,7 +40,7 @@ class LayerCache:
     shape = (batch, num_kv_heads, length, head_dim)
     return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.full((batch, length), -1, jnp.int32))
 
-  def write(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> LayerCache:
+  def write(self, k: Float[Array, "B T K H"], v: Float[Array, "B T K H"], positions: Int[Array, "B T"]) -> LayerCache:
     """Store k/v [B, T, K, H] at entries positions % length; negative positions (padding) are skipped."""
     length = self.pos.shape[1]
     if positions.shape[1] > length:  # two tokens would land on one entry
@@ -54,8 +55,9 @@ class LayerCache:
     )
 
 
-def attention_mask(q_pos: jax.Array, k_pos: jax.Array, *, window: int | None,
-                   q_segments: jax.Array | None = None, k_segments: jax.Array | None = None) -> jax.Array:
+def attention_mask(q_pos: Int[Array, "B T"], k_pos: Int[Array, "B S"], *, window: int | None,
+                   q_segments: Int[Array, "B T"] | None = None,
+                   k_segments: Int[Array, "B S"] | None = None) -> Bool[Array, "B T S"]:
   """[B, T, S] boolean: causal by position, within the sliding window, same segment, key not empty."""
   qp, kp = q_pos[:, :, None], k_pos[:, None, :]
   mask = (kp >= 0) & (kp <= qp)
@@ -84,8 +86,8 @@ class Attention(nnx.Module):
       self.q_norm = RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
       self.k_norm = RMSNorm(h, eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype)
 
-  def __call__(self, x: jax.Array, positions: jax.Array, *, cache: LayerCache | None = None,
-               segment_ids: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+  def __call__(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"], *, cache: LayerCache | None = None,
+               segment_ids: Int[Array, "B T"] | None = None) -> tuple[Float[Array, "B T D"], LayerCache | None]:
     cfg = self.cfg
     q, k, v = self.q(x), self.k(x), self.v(x)
     if cfg.use_qk_norm:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, Float, Int
 
 from restreact.models.sharding import constrain
 
@@ -24,7 +25,7 @@ class RMSNorm(nnx.Module):
     self.eps = eps
     self.scale = param(jnp.zeros((dim,), param_dtype), ("norm",))
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: Float[Array, "*B D"]) -> Float[Array, "*B D"]:
     xf = x.astype(jnp.float32)
     normed = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
     return (normed * (1.0 + self.scale[...].astype(jnp.float32))).astype(x.dtype)
@@ -74,13 +75,14 @@ class GeGLU(nnx.Module):
     self.up = Projection((embed_dim,), (hidden_dim,), in_axes=("embed",), out_axes=("mlp",), **kw)
     self.down = Projection((hidden_dim,), (embed_dim,), in_axes=("mlp",), out_axes=("embed",), **kw)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: Float[Array, "B T D"]) -> Float[Array, "B T D"]:
     h = jax.nn.gelu(self.gate(x), approximate=True) * self.up(x)
     h = constrain(h, ("act_batch", "act_length", "act_mlp"))
     return self.down(h)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, *, base: float, scale: float) -> jax.Array:
+def apply_rope(x: Float[Array, "B T N H"], positions: Int[Array, "B T"], *, base: float,
+               scale: float) -> Float[Array, "B T N H"]:
   """Rotary embedding, half-split layout as in the HF checkpoints; x: [B, T, heads, head_dim].
 
   Angles are computed in float32 and cos/sin cast to x's dtype before use, as the reference does.

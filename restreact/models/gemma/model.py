@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from restreact.models.gemma import stacking
 from restreact.models.gemma.attention import Attention, LayerCache
@@ -30,7 +31,8 @@ class Block(nnx.Module):
     self.pre_mlp_norm, self.post_mlp_norm = norm(), norm()
     self.mlp = GeGLU(cfg.embed_dim, cfg.hidden_dim, param_dtype=cfg.param_dtype, dtype=cfg.dtype, rngs=rngs)
 
-  def __call__(self, x, positions, *, cache=None, segment_ids=None):
+  def __call__(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"], *, cache: LayerCache | None = None,
+               segment_ids: Int[Array, "B T"] | None = None) -> tuple[Float[Array, "B T D"], LayerCache | None]:
     h, cache = self.attn(self.pre_attn_norm(x), positions, cache=cache, segment_ids=segment_ids)
     x = x + self.post_attn_norm(h)
     x = x + self.post_mlp_norm(self.mlp(self.pre_mlp_norm(x)))
@@ -73,13 +75,15 @@ class Transformer(nnx.Module):
     (group, position), index = stacking.location(self.config.layer_types, i)
     return stacking.unstack(getattr(self, group)[position], index)
 
-  def embed(self, tokens: jax.Array) -> jax.Array:
+  def embed(self, tokens: Int[Array, "B T"]) -> Float[Array, "B T D"]:
     """Token embeddings scaled by sqrt(embed_dim), the scale rounded to the parameter dtype."""
     table = self.embedding[...]
     scale = jnp.asarray(self.config.embed_dim ** 0.5, table.dtype)
     return (table[tokens] * scale).astype(self.config.dtype)
 
-  def hidden_states(self, tokens, *, positions=None, segment_ids=None, cache=None):
+  def hidden_states(self, tokens: Int[ArrayLike, "B T"], *, positions: Int[ArrayLike, "B T"] | None = None,
+                    segment_ids: Int[ArrayLike, "B T"] | None = None, cache: list[LayerCache] | None = None,
+                    ) -> tuple[Float[Array, "B T D"], list[LayerCache] | None]:
     """Final-norm hidden states [B, T, D] and the updated cache (None without one)."""
     tokens = jnp.asarray(tokens, jnp.int32)
     if tokens.ndim != 2:
@@ -125,7 +129,7 @@ class Transformer(nnx.Module):
       return body(x, tuple(jax.tree.map(lambda value: value[0], s) for s in states))[0]
     return jax.lax.scan(body, x, tuple(states))[0]
 
-  def logits(self, hidden: jax.Array) -> jax.Array:
+  def logits(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
     """Tied output projection, final soft-capping (Gemma 2), float32 result."""
     table = self.embedding[...].astype(self.config.dtype)
     logits = jnp.einsum("btd,vd->btv", hidden, table, preferred_element_type=jnp.float32)
@@ -133,7 +137,9 @@ class Transformer(nnx.Module):
       logits = jnp.tanh(logits / self.config.final_softcap) * self.config.final_softcap
     return constrain(logits, ("act_batch", "act_length", "act_vocab"))
 
-  def __call__(self, tokens, *, positions=None, segment_ids=None, cache=None):
+  def __call__(self, tokens: Int[ArrayLike, "B T"], *, positions: Int[ArrayLike, "B T"] | None = None,
+               segment_ids: Int[ArrayLike, "B T"] | None = None, cache: list[LayerCache] | None = None,
+               ) -> Float[Array, "B T V"] | tuple[Float[Array, "B T V"], list[LayerCache]]:
     hidden, new_cache = self.hidden_states(tokens, positions=positions, segment_ids=segment_ids, cache=cache)
     logits = self.logits(hidden)
     return logits if cache is None else (logits, new_cache)
