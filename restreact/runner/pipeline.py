@@ -35,8 +35,8 @@ from restreact.agent.records import Lineage, TrajectoryRecord, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import EngineSampler, ScriptedSampler
 from restreact.data import WorldSolver
-from restreact.eval.evaluation import dev_score, run_eval
-from restreact.eval.judge import EXACT_MATCH_JUDGE, Judge
+from restreact.eval.evaluation import dev_score
+from restreact.eval.judge import Judge
 from restreact.files import write_atomic
 from restreact.models import make_mesh
 from restreact.models.export import export_hf
@@ -47,6 +47,7 @@ from restreact.rest.rank import PERPLEXITY, rank_steps
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.runner import setup as run_setup
 from restreact.runner import launch_record, pretrain, scalars
+from restreact.runner.eval_stages import EvalStages, Lazy
 from restreact.runner.lock import workdir_lock
 from restreact.runner.model_store import ModelStore, text_generator
 from restreact.runner.plan import (GENERATIONS, SIZES, ModelRef, agent_config, cut_test, train_config, trained_sizes,
@@ -69,7 +70,7 @@ class PipelineResult:
   report: tuple[Path, Path] | None
 
 
-class Pipeline:
+class Pipeline(EvalStages):
   """One ReST experiment over a work directory; `run()` runs (or resumes) every stage it needs."""
 
   def __init__(self, config, workdir: str | Path, *, mesh=None):
@@ -150,7 +151,7 @@ class Pipeline:
   def _generation(self, g: int) -> None:
     c, name = self.config, GENERATIONS[g]
     grow = self._grow(g)
-    rank = self._rank(g, grow)
+    self._rank(g, grow)  # its result is read back below, with the earlier generations'
     weights = tuple(c.mixture.weights)
     sources, fps = [], []
     for prev in range(g + 1):
@@ -240,10 +241,10 @@ class Pipeline:
     if c.rank.ranker == stand_in_ranker.NAME:
       return stand_in_ranker.generate
     if remote.is_openai_ref(c.rank.ranker):
-      return _Lazy(lambda: remote.remote_generator(c.rank.ranker, c, max_new_tokens=c.rank.max_new_tokens,
+      return Lazy(lambda: remote.remote_generator(c.rank.ranker, c, max_new_tokens=c.rank.max_new_tokens,
                                                    seed=c.seed))
     ranker = ModelRef.parse(c.rank.ranker)
-    return _Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
+    return Lazy(lambda: self._check_ready(ranker, g, "ranker") or text_generator(
         self.store.engine(self.store.load(ranker), size=ranker.size, seed=c.seed),
         max_new_tokens=c.rank.max_new_tokens))
 
@@ -299,29 +300,6 @@ class Pipeline:
 
   # ---------------------------------------------------------------------------------------------- improve
 
-  def judge(self, g: int) -> Judge:
-    """The run's judge, made once: its model is loaded on first use and kept for every later stage."""
-    if self._judge_cache is None:
-      c = self.config
-      if c.eval.judge == EXACT_MATCH_JUDGE:
-        self._judge_cache = Judge(EXACT_MATCH_JUDGE)
-      elif remote.is_openai_ref(c.eval.judge):
-        self._judge_cache = Judge(remote.identity(c.eval.judge), lambda: remote.remote_generator(
-            c.eval.judge, c, max_new_tokens=8, seed=c.seed), few_shot=c.eval.judge_few_shot)
-      else:
-        ref = ModelRef.parse(c.eval.judge)
-        self._judge_cache = Judge(str(ref), lambda: self._check_ready(ref, g, "judge") or text_generator(
-            self.store.engine(self.store.load(ref), size=ref.size, seed=c.seed), max_new_tokens=8),
-            few_shot=c.eval.judge_few_shot)
-    return self._judge_cache
-
-  def judge_fingerprint(self) -> str:
-    """What identifies the run's judge: eval stages and `restreact.evaluate` record it."""
-    judge = self.config.eval.judge
-    if remote.is_openai_ref(judge):  # the model's name; where it is served may change between launches
-      return remote.identity(judge)
-    return judge if judge == EXACT_MATCH_JUDGE else f"{judge}@{self._fps.get(judge, '')}"
-
   def _train(self, g: int, size: str, mixture) -> None:
     c, name = self.config, GENERATIONS[g]
     tc = train_config(c, size)
@@ -356,34 +334,6 @@ class Pipeline:
                              load=lambda d: json.loads((d / "result.json").read_text()))
     self.register_trained(f"{name}:{size}", result.directory / result.value["checkpoint"], result.fingerprint)
 
-  # ---------------------------------------------------------------------------------------------- eval
-
-  def _eval(self, g: int, size: str) -> None:
-    c, name = self.config, GENERATIONS[g]
-    ref = ModelRef(name, size)
-    agent = agent_config(c, size, prompted=False)
-    questions = self.env.eval_questions
-    inputs = dict(model=str(ref), model_fp=self._fps[str(ref)], questions=[q.id for q in questions],
-                  runs=c.eval.runs, judge=self.judge_fingerprint(), agent=dataclasses.asdict(agent), seed=c.seed)
-    self.stages.run(f"{name}/eval_{size}", inputs, lambda d: self.eval_model(d, ref, questions, int(c.eval.runs), g),
-                    load=lambda d: json.loads((d / "summary.json").read_text()))
-
-  def eval_model(self, d: Path, ref: ModelRef, questions, runs: int, g: int, *, few_shot: bool | None = None,
-                 model=None, name: str | None = None) -> dict:
-    """R runs of model `ref` over `questions` into folder `d`, graded by the run's judge: the eval stage's work,
-    and `restreact.evaluate`'s (any model, any question set). `g` is the generation it is done for; `few_shot`
-    unset prompts base models few-shot and fine-tuned ones zero-shot, as they were trained. `model`: weights of
-    `ref`'s size to evaluate instead of `ref`'s own (a retrain), recorded in the trajectories as `name`."""
-    c = self.config
-    agent = agent_config(c, ref.size, prompted=ref.stage == "base" if few_shot is None else few_shot)
-    judge = self.judge(g)
-    engine = _Lazy(lambda: self.store.engine(model if model is not None else self.store.load(ref), size=ref.size,
-                                             seed=c.seed))
-    return run_eval(d, questions, engine_for_run=lambda run: engine.get(), tool=self.env.tool, agent=agent,
-                    judge=judge, runs=runs, seed=c.seed + 1, lineage=Lineage(name or str(ref), g, agent.fingerprint()),
-                    max_in_flight=c.engine.max_in_flight, tool_workers=c.engine.tool_workers, progress=self.progress,
-                    raters_csv=bool(c.eval.raters_csv), **self.rollout_limits())
-
   # ---------------------------------------------------------------------------------------------- export
 
   def _export(self) -> None:
@@ -407,21 +357,6 @@ class Pipeline:
       return value
 
     self.stages.run("export", inputs, fn, load=lambda d: value)
-
-
-class _Lazy:
-  """Build a value on first use (a model that a skipped stage never needs is never loaded)."""
-
-  def __init__(self, make):
-    self._make, self._value = make, None
-
-  def get(self):
-    if self._value is None:
-      self._value = self._make()
-    return self._value
-
-  def __call__(self, *args, **kwargs):
-    return self.get()(*args, **kwargs)
 
 
 def _agreed_records(path: Path) -> list[TrajectoryRecord]:
