@@ -96,8 +96,9 @@ def _sigterm_as_interrupt():
 
 
 def rollout(tasks: Sequence[Task], sampler: Sampler, tool: SearchBackend, config: AgentConfig,
-            out_path: str | os.PathLike, *, lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16, search_deadline: float | None = 60.0,
-            max_failure_rate: float | None = None, trajectory_deadline: float | None = None,
+            out_path: str | os.PathLike, *, lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16,
+            search_deadline: float | None = 60.0, max_failure_rate: float | None = None,
+            trajectory_deadline: float | None = None,
             rollout_deadline: float | None = None, progress: bool = True) -> RolloutSummary:
   """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds.
 
