@@ -6,8 +6,18 @@
 # Usage: bash benchmarks/peers_env.sh   (PYTHON=/path/to/python3.12 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$(command -v python3.12 || command -v python3.13 || true)}"
-if [ -z "$PYTHON" ]; then
+# The first interpreter that runs and is >= 3.12: a pyenv shim is on PATH even when its version is not selected
+# (it then fails), and pyenv's versions themselves are not on PATH.
+runs_312() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; }
+if [ -z "${PYTHON:-}" ]; then
+  for candidate in python3.12 python3.13 python3.14 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3; do
+    if command -v "$candidate" >/dev/null && runs_312 "$candidate"; then
+      PYTHON="$(command -v "$candidate")"
+      break
+    fi
+  done
+fi
+if [ -z "${PYTHON:-}" ] || ! runs_312 "$PYTHON"; then
   echo "benchmarks/peers_env.sh: needs Python >= 3.12 (the gemma library's floor); set PYTHON=..." >&2
   exit 2
 fi
