@@ -3,6 +3,7 @@ per-question differences against the pilot, and between runs at generation 2 (sa
 against the no-feedback ablation on the same world). Prints the tables and appends them to BENCHMARKS.md.
 
 Usage: python benchmarks/demo_runs.py LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--compare A,B ...]
+(a label may hold "=" and ",": the folder follows the last "=", and A,B must name two given labels)
 """
 
 from __future__ import annotations
@@ -38,14 +39,38 @@ def _diff(before: dict[str, float], after: dict[str, float]) -> str:
   return f"{100 * d['mean']:+.1f} ± {100 * d['sem']:.1f} ({d['better']} up, {d['worse']} down)"
 
 
+def parse_runs(specs: list[str]) -> dict[str, Path]:
+  """{label: run folder} from LABEL=RUN_DIR arguments; a label may hold "=" (the folder is after the last one)."""
+  runs = {}
+  for spec in specs:
+    label, sep, folder = spec.rpartition("=")
+    if not sep or not label:
+      raise SystemExit(f"{spec!r}: expected LABEL=RUN_DIR")
+    if not Path(folder).is_dir():
+      raise SystemExit(f"{spec!r}: {folder} is not a folder")
+    if label in runs:
+      raise SystemExit(f"{spec!r}: the label {label!r} is given twice")
+    runs[label] = Path(folder)
+  return runs
+
+
+def parse_pair(pair: str, labels) -> tuple[str, str]:
+  """(A, B) from "A,B", where A and B are two of `labels` (which may hold commas themselves)."""
+  splits = [(pair[:i], pair[i + 1:]) for i, c in enumerate(pair) if c == ","]
+  known = [(a, b) for a, b in splits if a in labels and b in labels]
+  if len(known) != 1:
+    raise SystemExit(f"--compare {pair!r}: expected A,B with A and B two of the labels: {', '.join(labels)}")
+  return known[0]
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
   parser.add_argument("--compare", action="append", default=[], help="A,B: gen-2 paired difference B - A")
   parser.add_argument("--append-to", default=None, help="file to append to (default BENCHMARKS.md)")
   args = parser.parse_args()
-  runs = dict(r.split("=", 1) for r in args.runs)
-  runs = {label: Path(d) for label, d in runs.items()}
+  runs = parse_runs(args.runs)
+  pairs_to_compare = [parse_pair(pair, runs) for pair in args.compare]
   judge = None
   rows = []
   for label, run in runs.items():
@@ -61,8 +86,7 @@ def main() -> None:
   table = markdown_table(["run", "size", f"pilot ({title}, %)", "gen 1", "gen 2",
                           "gen 2 - pilot, paired (points ± s.e.)"], rows)
   pairs = []
-  for pair in args.compare:
-    a, b = pair.split(",")
+  for a, b in pairs_to_compare:
     for size in SIZES:
       before, after = (per_question(runs[x] / "gen2" / f"eval_{size}") for x in (a, b))
       if before and after:
