@@ -147,3 +147,23 @@ def test_trajectory_verdict_accepts_supported_answers_only(grown):
   assert all(stand_in_ranker.answer_supported(r) for r in right)
   assert not any(stand_in_ranker.answer_supported(r) for r in grown)
   assert not stand_in_ranker.answer_supported(dataclasses.replace(right[0], status="failed"))
+
+
+def test_first_search_script_finds_answers_that_began_off_the_question(grown, tmp_path):
+  """scripts/first_search.py: the solver's trajectories search the question's subject first; the same
+  trajectories with the weaker candidates chosen search the whole question, and are counted off-subject."""
+  import importlib.util
+  import json
+  right = [dataclasses.replace(r, steps=tuple(
+      dataclasses.replace(s, chosen=1) if isinstance(s, ModelStep) and len(s.candidates) == 2 else s
+      for s in r.steps)) for r in grown]
+  eval_dir = tmp_path / "gen1" / "eval_xs"
+  eval_dir.mkdir(parents=True)
+  for run, (records, score) in enumerate([(right, 1.0), (grown, 0.0)]):
+    (eval_dir / f"run{run:02d}.trajectories.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    (eval_dir / f"run{run:02d}.grades.jsonl").write_text("".join(
+        json.dumps({"question_id": r.question_id, "exact_match": score}) + "\n" for r in records))
+  spec = importlib.util.spec_from_file_location("first_search", ROOT / "scripts" / "first_search.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.split(eval_dir) == {(True, True): len(right), (False, False): len(grown)}
