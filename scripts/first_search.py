@@ -11,7 +11,6 @@ Usage: python scripts/first_search.py RUN_DIR [GENERATION ...]   (default: pilot
 from __future__ import annotations
 
 import collections
-import json
 import sys
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from restreact.agent.actions import STEP_ACTIONS, Search
 from restreact.agent.parser import ParseError, parse_action
 from restreact.agent.records import read_records
 from restreact.data import grammar
+from restreact.jsonl import json_lines
+from restreact.runner.report import GRADES
 
 
 def first_query(record) -> str | None:
@@ -36,8 +37,8 @@ def first_query(record) -> str | None:
 def split(eval_dir: Path) -> collections.Counter:
   """Counts of (answer right, first search names the question's subject) over every run in `eval_dir`."""
   counts: collections.Counter = collections.Counter()
-  for grades_file in sorted(eval_dir.glob("run*.grades.jsonl")):
-    grades = {g["question_id"]: g for g in map(json.loads, grades_file.read_text().splitlines()) if g}
+  for grades_file in sorted(eval_dir.glob(GRADES)):
+    grades = {g["question_id"]: g for _, g in json_lines(grades_file)}
     trajectories = grades_file.with_name(grades_file.name.replace(".grades.", ".trajectories."))
     for record in read_records(trajectories):
       parsed = grammar.read_question(record.question)
