@@ -41,6 +41,21 @@ def test_pilot_forms_leave_the_other_forms_to_growth():
     make_world(seed=3, pilot_forms=("no_such_form",))
 
 
+def test_pilot_asks_about_as_many_subjects_as_it_can():
+  # The demo's world: 80 people and 40 organisations, 120 pilot questions: one about each, since the test and
+  # dev splits leave every subject a question; so every test question's subject was searched in the pilot.
+  sizes = dict(num_countries=6, num_cities=20, num_people=80, num_orgs=40,
+               split_sizes=dict(pilot=120, dev=24, test=50))
+  for seed in (0, 1):
+    world = make_world(seed, **sizes)
+    subject = lambda q: q.hops[0].query
+    pilot_subjects = [subject(q) for q in world.questions("pilot")]
+    assert len(set(pilot_subjects)) == len(pilot_subjects) == 120  # every subject of the world, once
+    assert {subject(q) for q in world.questions("test")} <= set(pilot_subjects)
+  # A larger world than its pilot: the pilot still asks about 100 different subjects.
+  assert len({q.hops[0].query for q in make_world(0).questions("pilot")}) == 100
+
+
 def test_every_hop_fact_is_in_its_passage(world):
   text = {p.title: p.text for p in world.passages}
   for q in world.questions():

@@ -147,9 +147,50 @@ def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, n
     free = [i for i in order if i not in split_of and (split != "pilot" or questions[i].form in pilot_forms)]
     if len(free) < sizes[split]:
       raise ValueError(f"the {split} split needs {sizes[split]} questions; only {len(free)} are left")
+    if split == "pilot":
+      free = _new_subjects_first(free, questions)
+    else:
+      free = _subjects_kept_for_the_pilot(free, questions, pilot_forms, sizes[split])
     split_of.update({i: split for i in free[:sizes[split]]})
   questions = [dataclasses.replace(q, split=split_of.get(i, "train")) for i, q in enumerate(questions)]
   return World(seed, passages, questions)
+
+
+def _subjects_kept_for_the_pilot(indices: list[int], questions: list[WorldQuestion], pilot_forms: tuple[str, ...],
+                                 size: int) -> list[int]:
+  """`indices` reordered so that the first `size` leave every subject a question the pilot may ask, where
+  the order allows: a test question's subject is then one the pilot can have searched (`_new_subjects_first`)."""
+  left: dict[str, int] = {}  # pilot-form questions still unassigned, per subject
+  for i in indices:
+    if questions[i].form in pilot_forms:
+      left[questions[i].hops[0].query] = left.get(questions[i].hops[0].query, 0) + 1
+  taken, skipped = [], []
+  for i in indices:
+    subject, pilot_form = questions[i].hops[0].query, questions[i].form in pilot_forms
+    if len(taken) < size and (not pilot_form or left[subject] > 1):
+      taken.append(i)
+      if pilot_form:
+        left[subject] -= 1
+    else:
+      skipped.append(i)
+  return taken + skipped
+
+
+def _new_subjects_first(indices: list[int], questions: list[WorldQuestion]) -> list[int]:
+  """`indices` reordered so that each subject's first question comes before any subject's second.
+
+  The pilot then asks about as many different entities as its size allows. Tiny random-init models write only
+  the names their fine-tuning targets wrote: a test question whose subject no training query named gets a first
+  search for another entity every time (README, Results), and growth cannot fix that, since the grown
+  trajectories are the policy's own. Real checkpoints copy any name; here the pilot has to have shown it.
+  """
+  seen: set[str] = set()
+  first, rest = [], []
+  for i in indices:
+    subject = questions[i].hops[0].query
+    (rest if subject in seen else first).append(i)
+    seen.add(subject)
+  return first + rest
 
 
 def _passages(countries, cities, people, orgs) -> list[Passage]:
