@@ -1,9 +1,11 @@
 """Where do a demo run's wrong answers go wrong first? For each generation and size evaluated, split the
 evaluation's trajectories (every run) by whether the answer was right and whether the first search named the
-question's own subject (synthetic world only: the subject is read with the world's grammar).
+question's own subject (synthetic world only: the subject is read with the world's grammar), then give the
+exact match of each question form.
 
 A wrong answer that began by searching another entity failed at copying the question's subject, before any
-step that ranking could repair with a better candidate the policy does not sample.
+step that ranking could repair with a better candidate the policy does not sample. A form the pilot showed
+too rarely stays at 0% when no grown candidate ever takes its path.
 
 Usage: python scripts/first_search.py RUN_DIR [GENERATION ...]   (default: pilot gen1 gen2)
 """
@@ -34,33 +36,62 @@ def first_query(record) -> str | None:
   return None
 
 
-def split(eval_dir: Path) -> collections.Counter:
-  """Counts of (answer right, first search names the question's subject) over every run in `eval_dir`."""
-  counts: collections.Counter = collections.Counter()
+FORM_OF_CHAIN = {form.chain: form.name for form in grammar.QUESTION_FORMS}
+
+
+def graded(eval_dir: Path):
+  """(record, answer right) of every trajectory of every run in `eval_dir`."""
   for grades_file in sorted(eval_dir.glob(GRADES)):
     grades = {g["question_id"]: g for _, g in json_lines(grades_file)}
     trajectories = grades_file.with_name(grades_file.name.replace(".grades.", ".trajectories."))
     for record in read_records(trajectories):
-      parsed = grammar.read_question(record.question)
-      query = first_query(record)
-      on_subject = parsed is not None and query is not None and query.strip().lower() == parsed[0].lower()
-      counts[(grades[record.question_id]["exact_match"] == 1.0, on_subject)] += 1
+      yield record, grades[record.question_id]["exact_match"] == 1.0
+
+
+def split(eval_dir: Path) -> collections.Counter:
+  """Counts of (answer right, first search names the question's subject) over every run in `eval_dir`."""
+  counts: collections.Counter = collections.Counter()
+  for record, right in graded(eval_dir):
+    parsed = grammar.read_question(record.question)
+    query = first_query(record)
+    on_subject = parsed is not None and query is not None and query.strip().lower() == parsed[0].lower()
+    counts[(right, on_subject)] += 1
   return counts
+
+
+def by_form(eval_dir: Path) -> dict[str, tuple[int, int]]:
+  """{question form: (right, trajectories)} over every run in `eval_dir` ("other": not a world question)."""
+  counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+  for record, right in graded(eval_dir):
+    parsed = grammar.read_question(record.question)
+    c = counts[FORM_OF_CHAIN[parsed[1]] if parsed else "other"]
+    c[0] += right
+    c[1] += 1
+  return {form: (r, n) for form, (r, n) in sorted(counts.items())}
 
 
 def main(argv: list[str]) -> None:
   if len(argv) < 2:
     raise SystemExit(__doc__)
   run = Path(argv[1])
+  evals = [(generation, eval_dir) for generation in argv[2:] or ["pilot", "gen1", "gen2"]
+           for eval_dir in sorted((run / generation).glob("eval_*"))]
+  size = lambda eval_dir: eval_dir.name.removeprefix("eval_").upper()
   print("| generation | size | trajectories | right | wrong | wrong, first search off the question's subject |")
   print("|---|---|---:|---:|---:|---:|")
-  for generation in argv[2:] or ["pilot", "gen1", "gen2"]:
-    for eval_dir in sorted((run / generation).glob("eval_*")):
-      c = split(eval_dir)
-      right, wrong = c[(True, True)] + c[(True, False)], c[(False, True)] + c[(False, False)]
-      off = f"{c[(False, False)]} ({c[(False, False)] / wrong:.0%})" if wrong else "0"
-      print(f"| {generation} | {eval_dir.name.removeprefix('eval_').upper()} | {right + wrong} | {right} | {wrong} | "
-            f"{off} |")
+  for generation, eval_dir in evals:
+    c = split(eval_dir)
+    right, wrong = c[(True, True)] + c[(True, False)], c[(False, True)] + c[(False, False)]
+    off = f"{c[(False, False)]} ({c[(False, False)] / wrong:.0%})" if wrong else "0"
+    print(f"| {generation} | {size(eval_dir)} | {right + wrong} | {right} | {wrong} | {off} |")
+  forms = [(generation, eval_dir, by_form(eval_dir)) for generation, eval_dir in evals]
+  names = sorted({name for *_, f in forms for name in f})
+  print("\nExact match (%) by question form (trajectories over every run):\n")
+  print("| generation | size | " + " | ".join(names) + " |")
+  print("|---|---|" + "---:|" * len(names))
+  for generation, eval_dir, f in forms:
+    cells = [f"{100 * f[n][0] / f[n][1]:.0f} ({f[n][1]})" if n in f else "" for n in names]
+    print(f"| {generation} | {size(eval_dir)} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The demo's stand-in ranker: it ranks the grounded candidate first through the LLM ranker's own prompt and
 reply parser, reads nothing but the prompt, and its ranking, not the policy's perplexity, picks SFT targets."""
 
+import collections
 import dataclasses
 import random
 from pathlib import Path
@@ -12,6 +13,7 @@ from restreact.agent.machine import AgentConfig
 from restreact.agent.records import Lineage, ModelStep, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import ScriptedSampler
+from restreact.data import grammar
 from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
 from restreact.rest import StepRanking, stand_in_ranker, step_examples
@@ -167,3 +169,6 @@ def test_first_search_script_finds_answers_that_began_off_the_question(grown, tm
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   assert module.split(eval_dir) == {(True, True): len(right), (False, False): len(grown)}
+  forms = module.by_form(eval_dir)  # each question once right (run 0) and once wrong (run 1)
+  expected = collections.Counter(module.FORM_OF_CHAIN[grammar.read_question(r.question)[1]] for r in grown)
+  assert forms == {form: (n, 2 * n) for form, n in sorted(expected.items())}
