@@ -1,5 +1,6 @@
 """The synthetic world: deterministic, searchable, and solved by the scripted solver through the real machine."""
 
+import collections
 import dataclasses
 
 import pytest
@@ -9,6 +10,7 @@ from restreact.agent.machine import AgentConfig
 from restreact.agent.records import Lineage, ModelStep, TrajectoryRecord, read_records
 from restreact.agent.rollout import Task, rollout
 from restreact.agent.samplers import ScriptedSampler
+from restreact.data import grammar
 from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
 from restreact.tools import BM25Search
@@ -41,19 +43,20 @@ def test_pilot_forms_leave_the_other_forms_to_growth():
     make_world(seed=3, pilot_forms=("no_such_form",))
 
 
-def test_pilot_asks_about_as_many_subjects_as_it_can():
-  # The demo's world: 80 people and 40 organisations, 120 pilot questions: one about each, since the test and
-  # dev splits leave every subject a question; so every test question's subject was searched in the pilot.
+def test_pilot_searches_every_entity_with_balanced_forms():
+  # The demo's world: every test question's subject is searched by some pilot question (the test and dev splits
+  # leave each subject a question, and the pilot takes first what searches an entity not yet searched), while
+  # each form keeps about its share (round-robin over forms).
   sizes = dict(num_countries=6, num_cities=20, num_people=80, num_orgs=40,
                split_sizes=dict(pilot=120, dev=24, test=50))
   for seed in (0, 1):
     world = make_world(seed, **sizes)
-    subject = lambda q: q.hops[0].query
-    pilot_subjects = [subject(q) for q in world.questions("pilot")]
-    assert len(set(pilot_subjects)) == len(pilot_subjects) == 120  # every subject of the world, once
-    assert {subject(q) for q in world.questions("test")} <= set(pilot_subjects)
-  # A larger world than its pilot: the pilot still asks about 100 different subjects.
-  assert len({q.hops[0].query for q in make_world(0).questions("pilot")}) == 100
+    searched = {hop.query for q in world.questions("pilot") for hop in q.hops}
+    assert {q.hops[0].query for q in world.questions() if q.split != "pilot"} <= searched
+    forms = collections.Counter(q.form for q in world.questions("pilot"))
+    assert set(forms) == set(grammar.FORMS) and min(forms.values()) >= 10
+  # A larger world than its pilot: its 100 questions search 150 different entities.
+  assert len({hop.query for q in make_world(0).questions("pilot") for hop in q.hops}) == 150
 
 
 def test_every_hop_fact_is_in_its_passage(world):

@@ -148,7 +148,7 @@ def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, n
     if len(free) < sizes[split]:
       raise ValueError(f"the {split} split needs {sizes[split]} questions; only {len(free)} are left")
     if split == "pilot":
-      free = _new_subjects_first(free, questions)
+      free = _pilot_order(free, questions)
     else:
       free = _subjects_kept_for_the_pilot(free, questions, pilot_forms, sizes[split])
     split_of.update({i: split for i in free[:sizes[split]]})
@@ -159,7 +159,7 @@ def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, n
 def _subjects_kept_for_the_pilot(indices: list[int], questions: list[WorldQuestion], pilot_forms: tuple[str, ...],
                                  size: int) -> list[int]:
   """`indices` reordered so that the first `size` leave every subject a question the pilot may ask, where
-  the order allows: a test question's subject is then one the pilot can have searched (`_new_subjects_first`)."""
+  the order allows: a test question's subject is then one the pilot can have searched (`_pilot_order`)."""
   left: dict[str, int] = {}  # pilot-form questions still unassigned, per subject
   for i in indices:
     if questions[i].form in pilot_forms:
@@ -176,21 +176,33 @@ def _subjects_kept_for_the_pilot(indices: list[int], questions: list[WorldQuesti
   return taken + skipped
 
 
-def _new_subjects_first(indices: list[int], questions: list[WorldQuestion]) -> list[int]:
-  """`indices` reordered so that each subject's first question comes before any subject's second.
+def _pilot_order(indices: list[int], questions: list[WorldQuestion]) -> list[int]:
+  """`indices` reordered for the pilot: taking each form in turn (so the forms stay balanced), first every
+  question that searches an entity no earlier one searched, then the rest, each form in its given order.
 
-  The pilot then asks about as many different entities as its size allows. Tiny random-init models write only
-  the names their fine-tuning targets wrote: a test question whose subject no training query named gets a first
-  search for another entity every time (README, Results), and growth cannot fix that, since the grown
-  trajectories are the policy's own. Real checkpoints copy any name; here the pilot has to have shown it.
+  The pilot then names every entity it can. Tiny random-init models write only the names their fine-tuning
+  targets wrote: a test question whose subject no training query named got a first search for another entity
+  every time (README, Results), and growth cannot fix that, since the grown trajectories are the policy's own.
+  Real checkpoints copy any name; here the pilot has to have shown it.
   """
-  seen: set[str] = set()
-  first, rest = [], []
+  by_form: dict[str, list[int]] = {}
   for i in indices:
-    subject = questions[i].hops[0].query
-    (rest if subject in seen else first).append(i)
-    seen.add(subject)
-  return first + rest
+    by_form.setdefault(questions[i].form, []).append(i)
+  searched: set[str] = set()
+  order: list[int] = []
+  for new_entities_only in (True, False):
+    progress = True
+    while progress:
+      progress = False
+      for form, pending in by_form.items():
+        i = next((i for i in pending
+                  if not new_entities_only or {h.query for h in questions[i].hops} - searched), None)
+        if i is not None:
+          pending.remove(i)
+          order.append(i)
+          searched |= {h.query for h in questions[i].hops}
+          progress = True
+  return order
 
 
 def _passages(countries, cities, people, orgs) -> list[Passage]:
