@@ -147,13 +147,14 @@ def demo(c: ml_collections.ConfigDict) -> None:
   The sizes come from a study of what 2 CPU cores learn in minutes (README, Results): a world tokenizer that
   keeps every name and year whole, attention that is global in both layers (a sliding window hides the
   question from the steps that must copy from it), rows that hold every zero-shot prompt whole, and a few
-  hundred steps per fine-tune, after a pretraining pass over the world's corpus (`rest/pretrain.py`). The
-  pilot learns from 120 scripted trajectories; generations 1 and 2 grow 2 trajectories on each of the 166 other
+  hundred steps per fine-tune, after a pretraining pass over the world's corpus (`runner/pretrain.py`). The
+  pilot learns from 120 scripted trajectories whose searches name every entity of the world; generations 1 and 2 grow 2 trajectories on each of the 166 other
   training questions with 4 candidates per step at temperature 1, ranked by the world's stand-in ranker; 5 runs
   over the 50 test questions.
   """
   c.tokenizer = "world"
-  # A smaller world than the default, so the pilot's 120 questions name most of its entities.
+  # A smaller world than the default, so the pilot's 120 questions search every one of its entities (world.py
+  # orders the pilot so; a tiny model never searches a name no training target wrote).
   c.world.update(num_countries=6, num_cities=20, num_people=80, num_orgs=40,
                  split_sizes=dict(pilot=120, dev=24, test=50))
   tiny = dict(vocab_size=2048, max_position_embeddings=1024, num_layers=2, layer_types=("global", "global"),

@@ -1,7 +1,7 @@
 """Where do a demo run's wrong answers go wrong first? For each generation and size evaluated, split the
 evaluation's trajectories (every run) by whether the answer was right and whether the first search named the
-question's own subject (synthetic world only: the subject is read with the world's grammar), then give the
-exact match of each question form.
+question's own subject (synthetic world only: the subject is read with the world's grammar), then by whether
+the generation's mixture held a search for that subject, then give the exact match of each question form.
 
 A wrong answer that began by searching another entity failed at copying the question's subject, before any
 step that ranking could repair with a better candidate the policy does not sample. A form the pilot showed
@@ -48,15 +48,39 @@ def graded(eval_dir: Path):
       yield record, grades[record.question_id]["exact_match"] == 1.0
 
 
+def subject(record) -> str | None:
+  parsed = grammar.read_question(record.question)
+  return parsed[0].lower() if parsed else None
+
+
+def on_subject(record) -> bool:
+  """Whether the trajectory's first search named the question's subject."""
+  query = first_query(record)
+  return subject(record) is not None and query is not None and query.strip().lower() == subject(record)
+
+
 def split(eval_dir: Path) -> collections.Counter:
   """Counts of (answer right, first search names the question's subject) over every run in `eval_dir`."""
-  counts: collections.Counter = collections.Counter()
-  for record, right in graded(eval_dir):
-    parsed = grammar.read_question(record.question)
-    query = first_query(record)
-    on_subject = parsed is not None and query is not None and query.strip().lower() == parsed[0].lower()
-    counts[(right, on_subject)] += 1
-  return counts
+  return collections.Counter((right, on_subject(record)) for record, right in graded(eval_dir))
+
+
+def trained_queries(mixture: Path) -> set[str]:
+  """Every query (lowercased) that a search target of the mixture wrote."""
+  queries = set()
+  for _, example in json_lines(mixture):
+    if example["step_type"] == "decision":
+      try:
+        action = parse_action(example["target"], STEP_ACTIONS["decision"])
+      except ParseError:
+        continue
+      if isinstance(action, Search):
+        queries.add(action.query.strip().lower())
+  return queries
+
+
+def by_training(eval_dir: Path, queries: set[str]) -> collections.Counter:
+  """Counts of (the subject was a query of the training targets, first search names it)."""
+  return collections.Counter((subject(record) in queries, on_subject(record)) for record, _ in graded(eval_dir))
 
 
 def by_form(eval_dir: Path) -> dict[str, tuple[int, int]]:
@@ -84,6 +108,21 @@ def main(argv: list[str]) -> None:
     right, wrong = c[(True, True)] + c[(True, False)], c[(False, True)] + c[(False, False)]
     off = f"{c[(False, False)]} ({c[(False, False)] / wrong:.0%})" if wrong else "0"
     print(f"| {generation} | {size(eval_dir)} | {right + wrong} | {right} | {wrong} | {off} |")
+  print("\nFirst searches on the question's subject, by whether the generation's mixture had a search target"
+        " for it:\n")
+  print("| generation | size | subject searched in training: trajectories | first search on it | "
+        "never searched in training: trajectories | first search on it |")
+  print("|---|---|---:|---:|---:|---:|")
+  for generation, eval_dir in evals:
+    mixture = run / generation / "mixture" / "mixture.jsonl"
+    if not mixture.exists():
+      continue
+    c = by_training(eval_dir, trained_queries(mixture))
+    cells = []
+    for trained in (True, False):
+      n = c[(trained, True)] + c[(trained, False)]
+      cells += [str(n), f"{c[(trained, True)] / n:.0%}" if n else ""]
+    print(f"| {generation} | {size(eval_dir)} | " + " | ".join(cells) + " |")
   forms = [(generation, eval_dir, by_form(eval_dir)) for generation, eval_dir in evals]
   names = sorted({name for *_, f in forms for name in f})
   print("\nExact match (%) by question form (trajectories over every run):\n")

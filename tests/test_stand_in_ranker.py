@@ -172,3 +172,16 @@ def test_first_search_script_finds_answers_that_began_off_the_question(grown, tm
   forms = module.by_form(eval_dir)  # each question once right (run 0) and once wrong (run 1)
   expected = collections.Counter(module.FORM_OF_CHAIN[grammar.read_question(r.question)[1]] for r in grown)
   assert forms == {form: (n, 2 * n) for form, n in sorted(expected.items())}
+  # A mixture whose one search target names the first question's subject (an answer target names another).
+  first = grammar.read_question(grown[0].question)[0]
+  other = grammar.read_question(grown[-1].question)[0]
+  mixture = tmp_path / "gen1" / "mixture" / "mixture.jsonl"
+  mixture.parent.mkdir()
+  mixture.write_text("".join(json.dumps(e) + "\n" for e in [
+      {"step_type": "decision", "target": f"ACTION_SELECTED = Search(thoughts='x', query='{first}')  # [END]"},
+      {"step_type": "answer", "target": f"ACTION_SELECTED = Answer(thoughts='x', answer='{other}')  # [END]"}]))
+  queries = module.trained_queries(mixture)
+  assert queries == {first.lower()}
+  trained = sum(grammar.read_question(r.question)[0] == first for r in grown)
+  assert module.by_training(eval_dir, queries) == {(True, True): trained, (False, True): len(right) - trained,
+                                                   (True, False): trained, (False, False): len(grown) - trained}
