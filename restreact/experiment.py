@@ -148,9 +148,9 @@ def demo(c: ml_collections.ConfigDict) -> None:
   keeps every name and year whole, attention that is global in both layers (a sliding window hides the
   question from the steps that must copy from it), rows that hold every zero-shot prompt whole, and a few
   hundred steps per fine-tune, after a pretraining pass over the world's corpus (`runner/pretrain.py`). The
-  pilot learns from 120 scripted trajectories whose searches name every entity of the world; generations 1 and 2 grow 2 trajectories on each of the 166 other
-  training questions with 4 candidates per step at temperature 1, ranked by the world's stand-in ranker; 5 runs
-  over the 50 test questions.
+  pilot learns from 120 scripted trajectories whose searches name every entity of the world; generations 1 and 2
+  grow 2 trajectories on each of the 166 other training questions with 4 candidates per step at temperature 1,
+  ranked by the world's stand-in ranker; 5 runs over the 50 test questions.
   """
   c.tokenizer = "world"
   # A smaller world than the default, so the pilot's 120 questions search every one of its entities (world.py

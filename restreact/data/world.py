@@ -114,8 +114,9 @@ def make_world(seed: int = 0, *, num_countries: int = 8, num_cities: int = 30, n
   """Generate a world; the same seed (and sizes) give the same world, passages, questions and splits.
 
   `split_sizes` gives the pilot, dev and test counts (default DEFAULT_SPLIT_SIZES); the rest is train. Test
-  and dev questions are drawn from every question form; pilot questions only from `pilot_forms` (grammar
-  form names; default all), so the later generations can meet forms the pilot never showed.
+  and dev questions are drawn from every question form, leaving each subject a question for the pilot; pilot
+  questions only from `pilot_forms` (grammar form names; default all), so the later generations can meet forms
+  the pilot never showed, taken form by form and first those that search an entity not yet searched.
   """
   pilot_forms = tuple(pilot_forms) if pilot_forms else tuple(grammar.FORMS)
   if unknown := sorted(set(pilot_forms) - set(grammar.FORMS)):
