@@ -55,8 +55,8 @@ def subject(record) -> str | None:
 
 def on_subject(record) -> bool:
   """Whether the trajectory's first search named the question's subject."""
-  query = first_query(record)
-  return subject(record) is not None and query is not None and query.strip().lower() == subject(record)
+  query, name = first_query(record), subject(record)
+  return name is not None and query is not None and query.strip().lower() == name
 
 
 def split(eval_dir: Path) -> collections.Counter:

@@ -12,6 +12,7 @@ for the demo's stand-in ranker, which must understand the text the way an LLM ra
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -161,10 +162,8 @@ def _subjects_kept_for_the_pilot(indices: list[int], questions: list[WorldQuesti
                                  size: int) -> list[int]:
   """`indices` reordered so that the first `size` leave every subject a question the pilot may ask, where
   the order allows: a test question's subject is then one the pilot can have searched (`_pilot_order`)."""
-  left: dict[str, int] = {}  # pilot-form questions still unassigned, per subject
-  for i in indices:
-    if questions[i].form in pilot_forms:
-      left[questions[i].hops[0].query] = left.get(questions[i].hops[0].query, 0) + 1
+  # pilot-form questions still unassigned, per subject
+  left = collections.Counter(questions[i].hops[0].query for i in indices if questions[i].form in pilot_forms)
   taken, skipped = [], []
   for i in indices:
     subject, pilot_form = questions[i].hops[0].query, questions[i].form in pilot_forms
