@@ -97,8 +97,11 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
   # chat message, else as text to continue).
   c.pilot = ml_collections.ConfigDict(dict(source="prompted", num_candidates=1))  # candidates: scripted only
   # Growing: trajectories per question per generation; candidates per step (0: models.l.num_candidates) and
-  # temperature (None: agent.temperature) of the L that grows generations 1 and 2.
-  c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4), num_candidates=0,
+  # temperature (None: agent.temperature) of the L that grows generations 1 and 2. follow: the candidate a
+  # trajectory continues with, "perplexity" (the paper: the lowest-perplexity one; ranking comes after) or
+  # "ranker" (the ranker's best as each step arrives, so the feedback also picks which states growth explores;
+  # only the world_rules stand-in answers at once; with rank.ranker="perplexity" the policy's choice stands).
+  c.grow = ml_collections.ConfigDict(dict(samples=(1, 1, 4), num_candidates=0, follow="perplexity",
                                           temperature=ml_collections.config_dict.placeholder(float)))
   # ranker: a model reference ("base:l", "openai:MODEL@URL", ...), "world_rules" (the demo's stand-in) or
   # "perplexity" (no feedback: ablation).
@@ -177,7 +180,7 @@ def demo(c: ml_collections.ConfigDict) -> None:
   c.agent.update(max_new_tokens=120)
   c.engine.update(num_slots=64, max_len=512, prefill_chunk=256, prefill_buckets=(32, 64, 128), max_in_flight=16)
   c.pilot.source = "scripted"
-  c.grow.update(samples=(1, 2, 2), temperature=1.0)
+  c.grow.update(samples=(1, 2, 2), temperature=1.0, follow="ranker")
   c.rank.update(ranker="world_rules", few_shot=False)
   c.mixture.update(drop_ungrounded=True, unsupported="cut")  # keep the ranker's corrections (README, Results)
   c.train.update(total_steps=800, batch_size=8, seq_len=384, buckets=(192, 384), learning_rate=3e-3,
@@ -200,6 +203,7 @@ def quick(c: ml_collections.ConfigDict) -> None:
   c.grow.samples = (1, 1, 2)
   c.pilot.num_candidates = 2  # two (identical) scripted candidates per step, so the ranker has work
   c.rank.ranker = "base:l"  # the model ranker's path (the demo's stand-in has its own tests)
+  c.grow.follow = "perplexity"  # a model ranker ranks after growth
   c.mixture.unsupported = "keep"  # a model ranker gives no trajectory verdict
   c.train.update(total_steps=4, batch_size=2, buckets=(384,), warmup_steps=0, save_every=2, eval_every=None)
   c.eval.runs = 2

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from restreact.agent import Answer, CheckAnswer, ReviseAnswer, SelectLink, Search, Terminate, statement
-from restreact.agent.machine import AgentConfig, StepRequest, StepMachine
+from restreact.agent.machine import AgentConfig, StepRequest, StepMachine, make_candidate
 from restreact.agent.records import (Candidate, Lineage, MachineStep, ModelStep, ToolStep, TrajectoryRecord,
                                      append_records, read_records)
 from restreact.agent.rollout import Task, rollout
@@ -235,3 +235,21 @@ def test_samplers_and_search_tools_meet_the_rollout_interfaces(tmp_path):
     assert callable(tool.search) and isinstance(tool.name, str), tool
   assert isinstance(SearchResult("title", "snippet"), SearchHit)
   assert not isinstance(object(), SearchBackend)
+
+
+def test_a_chooser_picks_the_candidate_and_a_bad_pick_fails_only_its_trajectory(tmp_path):
+  """A machine continues with the chooser's candidate, not the lowest-perplexity one; a pick of a candidate that
+  did not parse is a bug that ends the trajectory with a message."""
+  decide = [(statement(Search("low", "first")), [-0.1]), (statement(Search("high", "second")), [-2.0]),
+            ("not an action", [-0.01])]
+  for chooser, query in ((None, "first"), (lambda step_input, candidates: 1, "second")):
+    machine = StepMachine("Q?", AgentConfig(num_candidates=3), LINEAGE, chooser=chooser)
+    request = machine.next_request()
+    machine.feed_candidates(request, [make_candidate("decision", t, lp, "stop") for t, lp in decide])
+    assert machine.next_request().query == query
+  config = AgentConfig(num_candidates=3)
+  summary = rollout([Task("q1", "Q?", "ref")], ScriptedSampler(scripted({"decision": [decide]})), FakeTool(),
+                    config, tmp_path / "t.jsonl", lineage=LINEAGE, progress=False,
+                    chooser=lambda step_input, candidates: 2)
+  (record,) = summary.records
+  assert record.status == "failed" and "the chooser picked candidate 2" in record.error

@@ -78,6 +78,12 @@ def test_bad_options_are_all_named():
   c.rank.ranker = "base:l"  # a model ranker judges steps, never whole trajectories
   with pytest.raises(ConfigError, match="mixture.unsupported='cut' needs a verdict on whole trajectories"):
     check_config(c)
+  c.mixture.unsupported = "keep"
+  with pytest.raises(ConfigError, match="grow.follow='ranker' asks the ranker at every step"):
+    check_config(c)  # a model ranker is not asked in the middle of a rollout
+  c.grow.follow = "ranked"
+  with pytest.raises(ConfigError, match="config.grow.follow='ranked': use 'perplexity'"):
+    check_config(c)
 
 
 def test_real_config_without_checkpoint_exits_at_once(tmp_path):

@@ -17,7 +17,7 @@ from restreact.data import grammar
 from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
 from restreact.rest import StepRanking, stand_in_ranker, step_examples
-from restreact.rest.rank import rank_steps, ranking_prompt
+from restreact.rest.rank import follow_ranker, rank_steps, ranking_prompt
 from restreact.tools import BM25Search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +185,30 @@ def test_first_search_script_finds_answers_that_began_off_the_question(grown, tm
   trained = sum(grammar.read_question(r.question)[0] == first for r in grown)
   assert module.by_training(eval_dir, queries) == {(True, True): trained, (False, True): len(right) - trained,
                                                    (True, False): trained, (False, False): len(grown) - trained}
+
+
+def test_growth_that_follows_the_ranker_takes_its_corrections(tmp_path):
+  """A policy whose weaker candidate has the higher log-prob: followed by perplexity (the paper) every
+  trajectory goes astray; followed by the stand-in's ranking (`grow.follow="ranker"`) each step continues with
+  the solver's candidate and every answer is right."""
+  world = make_world(seed=5)
+  tool = BM25Search(world.write_corpus(tmp_path / "corpus.jsonl"), index_dir=tmp_path / "index")
+  solver, questions = WorldSolver(), world.questions("dev")[:6]
+
+  def policy(machine, request):
+    right, wrong = solver.action(machine, request.step_type), weaker(machine, request.step_type)
+    return [(wrong, [-0.1] * 6), (right, [-0.9] * 6)] if wrong != right else [(right, [-0.1] * 6)]
+
+  def grow(name, chooser):
+    config = AgentConfig(num_candidates=2)
+    rollout([Task(q.id, q.question, q.answer) for q in questions], ScriptedSampler(policy), tool, config,
+            tmp_path / f"{name}.jsonl", lineage=Lineage("test", 1, config.fingerprint()), progress=False,
+            chooser=chooser)
+    return sorted(read_records(tmp_path / f"{name}.jsonl"), key=lambda r: r.key)
+
+  followed = grow("ranker", follow_ranker(stand_in_ranker.generate, seed=0, few_shot=False))
+  assert all(r.final_answer == r.reference for r in followed)
+  assert all(s.chosen == 1 for r in followed for s in r.model_steps() if len(s.candidates) == 2)
+  astray = grow("paper", None)
+  assert not any(r.final_answer == r.reference for r in astray)
+  assert all(s.chosen == 0 for r in astray for s in r.model_steps())

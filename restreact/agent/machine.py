@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from restreact.agent.actions import Answer, CheckAnswer, ReviseAnswer, ResultItem, Search, SelectLink, Terminate
 from restreact.agent.interfaces import SearchHit
@@ -75,6 +75,11 @@ def choose(candidates: list[Candidate]) -> int | None:
   return max(parsed, key=lambda i: candidates[i].mean_logprob) if parsed else None
 
 
+# Picks the candidate a machine continues with: (step input, candidates) -> an index of a parsed candidate, or
+# None. The default is the paper's `choose`; growth may follow its ranker instead (`grow.follow`).
+Chooser = Callable[[str, list[Candidate]], "int | None"]
+
+
 def make_candidate(step_type: str, text: str, logprobs, finish_reason: str) -> Candidate:
   """A candidate with its parse (or the parse error) attached."""
   try:
@@ -87,8 +92,8 @@ class StepMachine:
   """The step machine for one question (see the module docstring)."""
 
   def __init__(self, question: str, config: AgentConfig, lineage: Lineage, *, question_id: str = "",
-               reference: str | None = None, sample: int = 0):
-    self.config, self.lineage = config, lineage
+               reference: str | None = None, sample: int = 0, chooser: Chooser | None = None):
+    self.config, self.lineage, self.chooser = config, lineage, chooser
     self.question_id, self.reference, self.sample = question_id, reference, sample
     self.state = AgentState(question, remaining_searches=config.max_searches)
     self.steps: list = []
@@ -121,13 +126,22 @@ class StepMachine:
     if request.step_type != self.phase:
       raise RuntimeError(f"candidates for a {request.step_type} step fed to a machine in phase {self.phase}")
     candidates = [self._check_links(c) for c in candidates]
-    chosen = choose(candidates)
+    chosen = self._choose(request.input, candidates)
     self.steps.append(ModelStep(request.step_type, request.input, tuple(candidates), chosen))
     if chosen is None:
       errors = "; ".join(sorted({c.error or c.finish_reason for c in candidates}))
       self.fail(f"no candidate of the {request.step_type} step parsed ({errors})")
       return
     self._advance(candidates[chosen].action)
+
+  def _choose(self, step_input: str, candidates: list[Candidate]) -> int | None:
+    if self.chooser is None:
+      return choose(candidates)
+    chosen = self.chooser(step_input, candidates)
+    if chosen is not None and not (0 <= chosen < len(candidates) and candidates[chosen].action is not None):
+      raise ValueError(f"the chooser picked candidate {chosen!r}, which is not one of the "
+                       f"{len(candidates)} candidates that parsed")
+    return chosen if chosen is not None else choose(candidates)
 
   def feed_search(self, request: SearchRequest, results: Sequence[SearchHit], latency_s: float,
                   error: str | None = None) -> None:

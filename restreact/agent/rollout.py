@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from restreact import multihost
 from restreact.agent.interfaces import Sampler, SearchBackend
-from restreact.agent.machine import AgentConfig, SearchRequest, StepMachine, StepRequest
+from restreact.agent.machine import AgentConfig, Chooser, SearchRequest, StepMachine, StepRequest
 from restreact.agent.records import Lineage, ToolStep, TrajectoryRecord, append_records, read_records
 from restreact.agent.searches import SearchPool
 
@@ -99,14 +99,16 @@ def rollout(tasks: Sequence[Task], sampler: Sampler, tool: SearchBackend, config
             out_path: str | os.PathLike, *, lineage: Lineage, max_in_flight: int = 64, tool_workers: int = 16,
             search_deadline: float | None = 60.0, max_failure_rate: float | None = None,
             trajectory_deadline: float | None = None,
-            rollout_deadline: float | None = None, progress: bool = True) -> RolloutSummary:
+            rollout_deadline: float | None = None, progress: bool = True,
+            chooser: Chooser | None = None) -> RolloutSummary:
   """Grow one trajectory per task into `out_path` (JSONL), skipping tasks the file already holds.
 
   A search not answered within `search_deadline` seconds fails its step (an observation, as any tool error).
   When more than `max_failure_rate` of the searches in the file's trajectories fail (counted as they return,
   once there are a few, and over the whole file at the start and the end), SearchOutage stops the rollout.
   A trajectory still running `trajectory_deadline` seconds after it started fails at its next step; a rollout
-  still running after `rollout_deadline` seconds stops with RolloutDeadline. None: no limit."""
+  still running after `rollout_deadline` seconds stops with RolloutDeadline. None: no limit. `chooser` picks the
+  candidate each trajectory continues with (None: the lowest-perplexity one, as the paper does)."""
   if max_in_flight < 1 or tool_workers < 1:
     raise ValueError(f"max_in_flight ({max_in_flight}) and tool_workers ({tool_workers}) must be positive")
   if len({t.key for t in tasks}) != len(tasks):
@@ -118,7 +120,7 @@ def rollout(tasks: Sequence[Task], sampler: Sampler, tool: SearchBackend, config
   todo = [t for t in tasks if t.key not in existing]
   summary.skipped = len(tasks) - len(todo)
   start = time.perf_counter()
-  loop = _Loop(sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline)
+  loop = _Loop(sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline, chooser)
   loop.check_outage(final=True)  # a file grown through an outage stays refused until it is deleted
   with _sigterm_as_interrupt(), SearchPool(tool, tool_workers, deadline=search_deadline) as searches, \
       tqdm(total=len(tasks), initial=summary.skipped, desc="rollout", unit="traj", disable=not progress) as bar:
@@ -137,8 +139,8 @@ def rollout(tasks: Sequence[Task], sampler: Sampler, tool: SearchBackend, config
 class _Loop:
   """The state of one rollout: active machines, outstanding model steps and searches."""
 
-  def __init__(self, sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline):
-    self.sampler, self.config = sampler, config
+  def __init__(self, sampler, config, out_path, lineage, summary, max_failure_rate, trajectory_deadline, chooser):
+    self.sampler, self.config, self.chooser = sampler, config, chooser
     self.out_path, self.lineage, self.summary = out_path, lineage, summary
     self.max_failure_rate, self.trajectory_deadline = max_failure_rate, trajectory_deadline
     self.started: dict[StepMachine, float] = {}  # when each active trajectory started
@@ -162,7 +164,7 @@ class _Loop:
       while queue and self.active < max_in_flight:
         task = queue.pop()
         machine = StepMachine(task.question, self.config, self.lineage, question_id=task.question_id,
-                             reference=task.reference, sample=task.sample)
+                             reference=task.reference, sample=task.sample, chooser=self.chooser)
         self.active += 1
         self.started[machine] = time.perf_counter()
         self._advance(machine)

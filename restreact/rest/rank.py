@@ -232,3 +232,15 @@ def count_statuses(results: Sequence[RankResult]) -> dict[str, int]:
   return {"ok": counts["ok"], "partial": counts["partial"], "invalid": counts["invalid"],
           "skipped": counts["skipped"], "perplexity": counts["perplexity"],
           "fallback": sum(r.fallback for r in results)}
+
+
+def follow_ranker(generate: Generate, *, seed: int, few_shot: bool = True):
+  """A rollout `chooser` that continues each trajectory with the ranker's best parsed candidate (`grow.follow=
+  "ranker"`): the feedback also picks which states growth explores, and the rank stage still ranks every step
+  after. Each step's presentation order is drawn from `seed` and the step input, so a rerun makes the same
+  choices. A reply the parser cannot read falls back to perplexity order, as in the rank stage."""
+  def chooser(step_input: str, candidates: Sequence[Rankable]) -> int | None:
+    rng = random.Random(f"{seed}:{step_input}")
+    result = rank_steps([(step_input, candidates)], generate=generate, rng=rng, few_shot=few_shot)[0]
+    return next((i for i in result.order if candidates[i].parsed is not None), None)
+  return chooser

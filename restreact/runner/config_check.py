@@ -177,6 +177,12 @@ def _check_numbers(config, problems: list[str]) -> None:
   if config.grow.temperature is not None:
     _number(problems, "grow.temperature", config.grow.temperature, low=0, integer=False)
   _number(problems, "grow.num_candidates", config.grow.num_candidates, low=0)
+  if config.grow.follow not in ("perplexity", "ranker"):
+    problems.append(f"config.grow.follow={config.grow.follow!r}: use 'perplexity' (the paper) or 'ranker'")
+  elif config.grow.follow == "ranker" and config.rank.ranker not in (stand_in_ranker.NAME, PERPLEXITY):
+    problems.append(f"config.grow.follow='ranker' asks the ranker at every step of the rollout, which only the "
+                    f"{stand_in_ranker.NAME!r} stand-in and {PERPLEXITY!r} answer at once; with "
+                    f"rank.ranker={config.rank.ranker!r} use grow.follow='perplexity' (the model ranks after growth)")
   _number(problems, "pilot.num_candidates", config.pilot.num_candidates, low=1)
   for i, n in enumerate(config.grow.samples):
     _number(problems, f"grow.samples[{i}]", n, low=1)

@@ -43,7 +43,7 @@ from restreact.models.export import export_hf
 from restreact.models.sharding import axis_rules
 from restreact.rest import stand_in_ranker
 from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
-from restreact.rest.rank import PERPLEXITY, rank_steps
+from restreact.rest.rank import PERPLEXITY, follow_ranker, rank_steps
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.runner import setup as run_setup
 from restreact.runner import launch_record, pretrain, scalars
@@ -212,12 +212,18 @@ class Pipeline(EvalStages):
              for s in range(samples)]
     inputs = dict(setup=self.setup_fp, policy=policy, policy_fp=self._fps.get(policy, policy), samples=samples,
                   agent=dataclasses.asdict(agent), seed=c.seed, questions=[t.key for t in tasks])
+    chooser = None
+    # A scripted pilot has one answer per step; without a ranker (the ablation) the policy's own choice stands.
+    if c.grow.follow == "ranker" and policy != "scripted" and c.rank.ranker != PERPLEXITY:
+      chooser = follow_ranker(self._ranker(g), seed=c.seed * 1000 + 10 * g, few_shot=c.rank.few_shot)
+      inputs.update(follow=c.grow.follow, follow_ranker=remote.identity(c.rank.ranker))
 
     def fn(d: Path):
       seed = c.seed * 1000 + 10 * g
       summary = rollout(tasks, make_sampler(seed), self.env.tool, agent, d / "trajectories.jsonl",
                         lineage=Lineage(policy, g, agent.fingerprint()), max_in_flight=c.engine.max_in_flight,
-                        tool_workers=c.engine.tool_workers, **self.rollout_limits(), progress=self.progress)
+                        tool_workers=c.engine.tool_workers, **self.rollout_limits(), progress=self.progress,
+                        chooser=chooser)
       return dict(done=summary.done, failed=summary.failed, skipped=summary.skipped, searches=summary.searches,
                   search_errors=summary.search_errors)
 
