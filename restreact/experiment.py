@@ -153,7 +153,8 @@ def demo(c: ml_collections.ConfigDict) -> None:
   hundred steps per fine-tune, after a pretraining pass over the world's corpus (`runner/pretrain.py`). The
   pilot learns from 120 scripted trajectories whose searches name every entity of the world; generations 1 and 2
   grow 2 trajectories on each of the 166 other training questions with 4 candidates per step at temperature 1,
-  ranked by the world's stand-in ranker; 5 runs over the 50 test questions.
+  each step continuing with the world's stand-in ranker's pick, which also ranks every step afterwards; 5 runs
+  over the 50 test questions.
   """
   c.tokenizer = "world"
   # A smaller world than the default, so the pilot's 120 questions search every one of its entities (world.py

@@ -17,7 +17,7 @@ from restreact.data import grammar
 from restreact.data.solver import WorldSolver
 from restreact.data.world import make_world
 from restreact.rest import StepRanking, stand_in_ranker, step_examples
-from restreact.rest.rank import follow_ranker, rank_steps, ranking_prompt
+from restreact.rest.rank import follow_ranker, rank_steps, ranking_prompt, step_rng
 from restreact.tools import BM25Search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,12 @@ def test_growth_that_follows_the_ranker_takes_its_corrections(tmp_path):
 
   def policy(machine, request):
     right, wrong = solver.action(machine, request.step_type), weaker(machine, request.step_type)
-    return [(wrong, [-0.1] * 6), (right, [-0.9] * 6)] if wrong != right else [(right, [-0.1] * 6)]
+    if wrong == right:
+      return [(right, [-0.1] * 6)]
+    # on searches, a second right candidate in other words: a tie for the ranker
+    twin = [(dataclasses.replace(right, thoughts="Next: " + right.thoughts), [-0.5] * 6)] \
+        if isinstance(right, Search) else []
+    return [(wrong, [-0.1] * 6), (right, [-0.9] * 6)] + twin
 
   def grow(name, chooser):
     config = AgentConfig(num_candidates=2)
@@ -206,9 +211,15 @@ def test_growth_that_follows_the_ranker_takes_its_corrections(tmp_path):
             chooser=chooser)
     return sorted(read_records(tmp_path / f"{name}.jsonl"), key=lambda r: r.key)
 
-  followed = grow("ranker", follow_ranker(stand_in_ranker.generate, seed=0, few_shot=False))
+  followed = grow("ranker", follow_ranker(stand_in_ranker.generate, seed=7, few_shot=False))
   assert all(r.final_answer == r.reference for r in followed)
-  assert all(s.chosen == 1 for r in followed for s in r.model_steps() if len(s.candidates) == 2)
+  assert all(s.chosen in (1, 2) for r in followed for s in r.model_steps() if len(s.candidates) > 1)
+  # ranked again in the orders it was followed in, every target is the candidate followed, ties included
+  steps = [s for r in followed for s in r.model_steps()]
+  again = rank_steps([(s.input, s.candidates) for s in steps], generate=stand_in_ranker.generate,
+                     rng=step_rng(7), few_shot=False)
+  assert sum(len(s.candidates) == 3 for s in steps) > 5
+  assert [a.best for a in again] == [s.chosen for s in steps]
   astray = grow("paper", None)
   assert not any(r.final_answer == r.reference for r in astray)
   assert all(s.chosen == 0 for r in astray for s in r.model_steps())

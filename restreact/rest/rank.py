@@ -181,7 +181,7 @@ def _prepare(step_input: str, candidates: Sequence[Rankable], rng, few_shot: boo
   empty = {i for i, c in enumerate(candidates) if has_empty_field(c.parsed)}
   if len(candidates) - len(empty) < 2:  # nothing for the ranker to decide
     return _Pending(candidates, empty, [], None)
-  presented = shuffled_order(len(candidates), rng)
+  presented = shuffled_order(len(candidates), rng(step_input) if callable(rng) else rng)
   texts = [c.text for c in candidates]
   return _Pending(candidates, empty, presented, ranking_prompt(step_input, texts, presented, few_shot=few_shot))
 
@@ -203,10 +203,13 @@ def _resolve(pending: _Pending, text: str | None, *, asked: bool = True) -> Rank
 
 
 def rank_steps(steps: Sequence[tuple[str, Sequence[Rankable]]], *, generate: Generate | None,
-               rng: random.Random | np.random.Generator, few_shot: bool = True) -> list[RankResult]:
+               rng: random.Random | np.random.Generator | Callable[[str], random.Random],
+               few_shot: bool = True) -> list[RankResult]:
   """Rank many steps' candidates with one `generate` call (so the engine can batch the prompts).
 
-  `generate=None` asks no ranker: every step keeps perplexity order (status "perplexity").
+  `rng` shuffles the candidates: one generator for every step in turn, or (`step_rng`) a function of a step's
+  input that gives its own. `generate=None` asks no ranker: every step keeps perplexity order (status
+  "perplexity").
   """
   pending = [_prepare(step_input, candidates, rng, few_shot) for step_input, candidates in steps]
   if generate is None:
@@ -234,13 +237,18 @@ def count_statuses(results: Sequence[RankResult]) -> dict[str, int]:
           "fallback": sum(r.fallback for r in results)}
 
 
+def step_rng(seed: int) -> Callable[[str], random.Random]:
+  """A `rank_steps` rng that draws each step's presentation order from `seed` and the step's input alone, so a
+  step ranked while growing (`follow_ranker`) is shown in the same order when the rank stage ranks it again."""
+  return lambda step_input: random.Random(f"{seed}:{step_input}")
+
+
 def follow_ranker(generate: Generate, *, seed: int, few_shot: bool = True):
   """A rollout `chooser` that continues each trajectory with the ranker's best parsed candidate (`grow.follow=
-  "ranker"`): the feedback also picks which states growth explores, and the rank stage still ranks every step
-  after. Each step's presentation order is drawn from `seed` and the step input, so a rerun makes the same
-  choices. A reply the parser cannot read falls back to perplexity order, as in the rank stage."""
+  "ranker"`): the feedback also picks which states growth explores. Ranked again afterwards with
+  `rng=step_rng(seed)`, every step gets the same order, so the candidate followed is the target (ties included).
+  A reply the parser cannot read falls back to perplexity order, as in the rank stage."""
   def chooser(step_input: str, candidates: Sequence[Rankable]) -> int | None:
-    rng = random.Random(f"{seed}:{step_input}")
-    result = rank_steps([(step_input, candidates)], generate=generate, rng=rng, few_shot=few_shot)[0]
+    result = rank_steps([(step_input, candidates)], generate=generate, rng=step_rng(seed), few_shot=few_shot)[0]
     return next((i for i in result.order if candidates[i].parsed is not None), None)
   return chooser

@@ -43,7 +43,7 @@ from restreact.models.export import export_hf
 from restreact.models.sharding import axis_rules
 from restreact.rest import stand_in_ranker
 from restreact.rest.mixture import CUT_RULE, MixtureSource, build_mixture, read_mixture
-from restreact.rest.rank import PERPLEXITY, follow_ranker, rank_steps
+from restreact.rest.rank import PERPLEXITY, follow_ranker, rank_steps, step_rng
 from restreact.rest.sft_data import StepRanking, read_rankings, write_rankings
 from restreact.runner import setup as run_setup
 from restreact.runner import launch_record, pretrain, scalars
@@ -213,9 +213,8 @@ class Pipeline(EvalStages):
     inputs = dict(setup=self.setup_fp, policy=policy, policy_fp=self._fps.get(policy, policy), samples=samples,
                   agent=dataclasses.asdict(agent), seed=c.seed, questions=[t.key for t in tasks])
     chooser = None
-    # A scripted pilot has one answer per step; without a ranker (the ablation) the policy's own choice stands.
-    if c.grow.follow == "ranker" and policy != "scripted" and c.rank.ranker != PERPLEXITY:
-      chooser = follow_ranker(self._ranker(g), seed=c.seed * 1000 + 10 * g, few_shot=c.rank.few_shot)
+    if self._follow_seed(g) is not None:
+      chooser = follow_ranker(self._ranker(g), seed=self._follow_seed(g), few_shot=c.rank.few_shot)
       inputs.update(follow=c.grow.follow, follow_ranker=remote.identity(c.rank.ranker))
 
     def fn(d: Path):
@@ -228,6 +227,14 @@ class Pipeline(EvalStages):
                   search_errors=summary.search_errors)
 
     return self.stages.run(f"{name}/grow", inputs, fn)
+
+  def _follow_seed(self, g: int) -> int | None:
+    """The seed of the step orders that generation g's growth follows the ranker with; None: it does not. A
+    scripted pilot has one answer per step; without a ranker (the ablation) the policy's own choice stands."""
+    c = self.config
+    if c.grow.follow != "ranker" or c.rank.ranker == PERPLEXITY or (g == 0 and c.pilot.source == "scripted"):
+      return None
+    return c.seed * 1000 + 10 * g
 
   def rollout_limits(self) -> dict:
     """The rollout's search deadline (the tool's own, plus slack for it to report first), outage threshold, and
@@ -260,6 +267,9 @@ class Pipeline(EvalStages):
                   ranker_fp=self._fps.get(c.rank.ranker, ""), few_shot=c.rank.few_shot,
                   max_new_tokens=c.rank.max_new_tokens, seed=c.seed, chunk=c.rank.chunk)
     generate = self._ranker(g)
+    followed = self._follow_seed(g)
+    if followed is not None:  # each step in the order it was ranked in while growing: the followed one is best
+      inputs.update(step_orders=followed)
 
     def fn(d: Path):
       records = sorted(_agreed_records(grow.directory / "trajectories.jsonl"), key=lambda r: r.key)
@@ -275,7 +285,7 @@ class Pipeline(EvalStages):
           for index, step in enumerate(record.model_steps()):
             steps.append((step.input, step.candidates))
             keys.append((record.key, index))
-        rng = random.Random(f"{c.seed}:{name}:{start}")
+        rng = random.Random(f"{c.seed}:{name}:{start}") if followed is None else step_rng(followed)
         results = rank_steps(steps, generate=generate, rng=rng, few_shot=c.rank.few_shot) if steps else []
         rankings = [StepRanking.from_result(k, i, r) for (k, i), r in zip(keys, results)]
         multihost.from_writer(lambda: write_rankings(part, rankings))
