@@ -145,7 +145,7 @@ def get_config(generation: int, size: str, variant: str = "") -> ml_collections.
 
 
 def demo(c: ml_collections.ConfigDict) -> None:
-  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~20 min, 2 cores).
+  """Shrink `c` to the CPU demo: synthetic world, BM25, tiny random models, a scripted pilot (~23 min, 2 cores).
 
   The sizes come from a study of what 2 CPU cores learn in minutes (README, Results): a world tokenizer that
   keeps every name and year whole, attention that is global in both layers (a sliding window hides the

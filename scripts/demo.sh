@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the demo's own environment (.venv-demo; CI's `venv --clear .venv` leaves it alone) if needed, and run
-# the CPU demo of the ReST loop: two generations on the synthetic world with tiny models, ~20 min on 2 cores.
+# the CPU demo of the ReST loop: two generations on the synthetic world with tiny models, ~23 min on 2 cores.
 # The report lands in $WORKDIR/report.md and report.png.
 # Usage: bash scripts/demo.sh [WORKDIR] [more restreact.launch flags, e.g. --config.eval.runs=5]
 # DRY_RUN=1 prints the launch command instead of setting up and running.
